@@ -1,0 +1,1 @@
+//! The rasdrill engine: everything the `rasdrill` binary does, as a library.

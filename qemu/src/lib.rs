@@ -1,0 +1,1 @@
+//! Starting and driving a QEMU guest.
