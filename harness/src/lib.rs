@@ -1,1 +1,2 @@
 //! The rasdrill engine: everything the `rasdrill` binary does, as a library.
+pub mod profile;
