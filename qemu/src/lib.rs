@@ -1,1 +1,13 @@
 //! Starting and driving a QEMU guest.
+//!
+//! - [`cmdline`]: the QEMU argv, from small pure functions;
+//! - [`process`]: spawning QEMU in its own process group, killing and reaping it on every path;
+//! - [`qmp`]: a QMP client (greeting, capabilities, commands, events, HMP);
+//! - [`initramfs`]: the guest's initramfs (cpio newc), with libraries and kernel modules;
+//! - [`modules`]: kernel module dependencies (modules.dep or .modinfo);
+//! - [`kernel`]: the kernel cache: find, fetch and unpack a Debian kernel.
+
+mod decompress;
+mod elf;
+pub mod initramfs;
+pub mod modules;
