@@ -2,12 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::status::{Severity, Vendor};
+
 /// How mce-inject (the language and the legacy interface) delivers a record.
 /// Reset for every record; see reference/kernel-interfaces.md section 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Broadcast {
+    /// Not said: mce-inject's default (an uncorrected record is broadcast, others are not).
     #[default]
     None,
+    /// NOBROADCAST: never broadcast, even an uncorrected record.
+    Off,
     Irq,
     Nmi,
 }
@@ -56,4 +61,11 @@ pub struct MceRecord {
     pub context: Context,
     /// HOLD: keep this record for its CPU and inject it with the next one.
     pub hold: bool,
+}
+
+impl MceRecord {
+    /// The record's severity on a CPU of `vendor` (see [`Severity::classify`]).
+    pub fn severity(&self, vendor: Vendor) -> Severity {
+        Severity::of(self.status, vendor)
+    }
 }
