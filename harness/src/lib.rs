@@ -1,2 +1,3 @@
 //! The rasdrill engine: everything the `rasdrill` binary does, as a library.
 pub mod profile;
+pub mod agent;

@@ -1,0 +1,218 @@
+//! The kernel log, read from `/dev/kmsg` (Documentation/ABI/testing/dev-kmsg).
+//!
+//! Each record is one line `prio,seq,usec,flags[,more];message`, followed by
+//! continuation lines that start with a space and carry `KEY=value` pairs.
+//! The kernel escapes bytes below 0x20, from 0x7f, and the backslash as `\xNN`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One kernel log record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsgRecord {
+    /// The kernel's sequence number: the cursor for the next `Kmsg` request.
+    pub seq: u64,
+    /// Microseconds since boot (the printk timestamp).
+    pub usec: u64,
+    /// Log level, 0 (emerg) to 7 (debug).
+    pub level: u8,
+    /// Syslog facility (0 = kernel).
+    pub facility: u8,
+    /// The message, unescaped.
+    pub text: String,
+    /// Continuation lines (`SUBSYSTEM=...`, `DEVICE=...`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dict: BTreeMap<String, String>,
+}
+
+/// A record line that does not follow the `/dev/kmsg` format.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("kernel log line {line:?} is not `prio,seq,usec,flags;message`: {problem}")]
+pub struct KmsgParseError {
+    pub line: String,
+    pub problem: &'static str,
+}
+
+/// Parses any number of records (one `/dev/kmsg` read holds exactly one; a file may hold many).
+pub fn parse_records(text: &str) -> Result<Vec<KmsgRecord>, KmsgParseError> {
+    let mut records: Vec<KmsgRecord> = Vec::new();
+    for line in text.lines() {
+        if let Some(entry) = line.strip_prefix(' ') {
+            let Some(record) = records.last_mut() else {
+                return Err(KmsgParseError {
+                    line: line.to_string(),
+                    problem: "a continuation line comes before any record",
+                });
+            };
+            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+            record.dict.insert(unescape(key), unescape(value));
+        } else if !line.is_empty() {
+            records.push(parse_record_line(line)?);
+        }
+    }
+    Ok(records)
+}
+
+fn parse_record_line(line: &str) -> Result<KmsgRecord, KmsgParseError> {
+    let bad = |problem| KmsgParseError {
+        line: line.to_string(),
+        problem,
+    };
+    let (header, message) = line.split_once(';').ok_or_else(|| bad("no `;`"))?;
+    let mut fields = header.split(',');
+    let mut number = |problem| {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| bad(problem))
+    };
+    let prio = number("the priority is not a number")?;
+    let seq = number("the sequence number is not a number")?;
+    let usec = number("the timestamp is not a number")?;
+    Ok(KmsgRecord {
+        seq,
+        usec,
+        level: (prio & 7) as u8,
+        facility: (prio >> 3).min(u64::from(u8::MAX)) as u8,
+        text: unescape(message),
+        dict: BTreeMap::new(),
+    })
+}
+
+/// Undoes the kernel's `\xNN` escaping; invalid UTF-8 becomes U+FFFD.
+fn unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            let hex = text
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(byte) = hex {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads every record still in the kernel's buffer with a sequence number above `after`.
+///
+/// Opens the file afresh each time: a new reader starts at the oldest record, and
+/// non-blocking reads end with EAGAIN once the buffer is drained.
+pub fn read_after(path: &Path, after: Option<u64>) -> io::Result<Vec<KmsgRecord>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let text = read_all_records(&mut file)?;
+    let records =
+        parse_records(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(records
+        .into_iter()
+        .filter(|r| after.is_none_or(|a| r.seq > a))
+        .collect())
+}
+
+fn read_all_records(file: &mut File) -> io::Result<String> {
+    // One record per read; a record is at most about 8 KiB (PRINTKRB_RECORD_MAX + dict).
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut all = Vec::new();
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // EPIPE: records were overwritten while we read; the next read resumes at the oldest.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    // Messages are escaped by the kernel, so the text is ASCII; be lenient anyway.
+    Ok(String::from_utf8_lossy(&all).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_records_with_levels_and_continuation_lines() {
+        let text = "6,339,5140900,-;NET: Registered protocol family 10\n\
+                    4,340,5140910,-,caller=T1;mce: [Hardware Error]: Machine check events logged\n\
+                    3,341,5141000,c;usb 1-1: device descriptor read\n SUBSYSTEM=usb\n DEVICE=c189:1\n\
+                    30,342,5142000,-;systemd[1]: started\n";
+        let records = parse_records(text).unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0].seq, 339);
+        assert_eq!(records[0].usec, 5_140_900);
+        assert_eq!(records[0].level, 6);
+        assert_eq!(records[0].facility, 0);
+        assert_eq!(
+            records[1].text,
+            "mce: [Hardware Error]: Machine check events logged"
+        );
+        assert_eq!(records[1].level, 4);
+        assert_eq!(
+            records[2].dict.get("SUBSYSTEM").map(String::as_str),
+            Some("usb")
+        );
+        assert_eq!(
+            records[2].dict.get("DEVICE").map(String::as_str),
+            Some("c189:1")
+        );
+        assert!(records[1].dict.is_empty());
+        assert_eq!((records[3].facility, records[3].level), (3, 6));
+    }
+
+    #[test]
+    fn unescapes_control_bytes_backslashes_and_utf8() {
+        let records = parse_records("6,1,2,-;a\\x0ab\\x5cc \\xc3\\xa9 \\xzz\n").unwrap();
+        assert_eq!(records[0].text, "a\nb\\c é \\xzz");
+    }
+
+    #[test]
+    fn keeps_semicolons_inside_the_message() {
+        let records = parse_records("5,7,8,-;x; y;z\n").unwrap();
+        assert_eq!(records[0].text, "x; y;z");
+    }
+
+    #[test]
+    fn rejects_malformed_lines_naming_the_line() {
+        let err = parse_records("6,abc,2,-;text\n").unwrap_err();
+        assert_eq!(err.problem, "the sequence number is not a number");
+        assert!(err.to_string().contains("6,abc,2,-;text"));
+        assert!(parse_records("no header here\n").is_err());
+        assert!(parse_records(" KEY=value\n").is_err());
+    }
+
+    #[test]
+    fn read_after_filters_by_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        std::fs::write(
+            &path,
+            "6,1,10,-;one\n6,2,20,-;two\n SUBSYSTEM=x\n6,3,30,-;three\n",
+        )
+        .unwrap();
+        let all = read_after(&path, None).unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let later = read_after(&path, Some(1)).unwrap();
+        assert_eq!(
+            later.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["two", "three"]
+        );
+        assert!(read_after(&path, Some(3)).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,265 @@
+//! The agent's request loop: read a request line, act, write one reply line.
+//!
+//! The loop only needs a reader, a writer and an [`Agent`]; PID 1 gives it the serial port
+//! and the real kernel files, tests give it a socket pair and a directory.
+
+use std::io::{self, BufRead, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rasdrill_inject::{Action, MceRecord};
+
+use super::kmsg;
+use super::process::{self, Children, Daemons, ProcessError};
+use super::protocol::{to_line, Envelope, FromAgent, InjectFlags, Ready, Reply, Request};
+use super::trace::TraceBuffer;
+
+/// Where the agent finds the files it serves: `/` in the guest, a directory in tests.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub root: PathBuf,
+}
+
+impl Environment {
+    /// A guest path (absolute) under this environment's root.
+    pub fn path(&self, guest_path: impl AsRef<Path>) -> PathBuf {
+        let relative: PathBuf = guest_path
+            .as_ref()
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+            .collect();
+        self.root.join(relative)
+    }
+
+    pub fn kmsg(&self) -> PathBuf {
+        self.path("/dev/kmsg")
+    }
+
+    pub fn debugfs(&self) -> PathBuf {
+        self.path("/sys/kernel/debug")
+    }
+
+    pub fn tracefs(&self) -> PathBuf {
+        self.path("/sys/kernel/tracing")
+    }
+
+    /// Where spawned processes' output files go.
+    pub fn log_dir(&self) -> PathBuf {
+        self.path("/var/log/rasdrill")
+    }
+}
+
+/// A request that failed; its message goes back to the host as `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("cannot {action} {path}: {source}")]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("trace events are not available: {0}")]
+    Trace(String),
+}
+
+fn file_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> RequestError + 'a {
+    move |source| RequestError::File {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything a request may use.
+pub struct Agent {
+    env: Environment,
+    ready: Ready,
+    /// The `trace_pipe` reader, or why it could not start.
+    trace: Result<Arc<TraceBuffer>, String>,
+    daemons: Daemons,
+    children: Children,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The host asked for it; the reply has been sent.
+    Poweroff,
+    /// The input ended.
+    InputClosed,
+}
+
+impl Agent {
+    pub fn new(
+        env: Environment,
+        ready: Ready,
+        trace: Result<Arc<TraceBuffer>, String>,
+        children: Children,
+    ) -> Agent {
+        let daemons = Daemons::new(children.clone(), env.log_dir());
+        Agent {
+            env,
+            ready,
+            trace,
+            daemons,
+            children,
+        }
+    }
+
+    /// The pids the agent waits for itself (for the orphan reaper).
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+
+    fn handle(&mut self, request: Request) -> Result<Reply, RequestError> {
+        match request {
+            Request::Status => Ok(Reply::Status(self.ready.clone())),
+            Request::Inject { record, flags } => self.inject(&record, flags),
+            Request::Kmsg { after } => {
+                let path = self.env.kmsg();
+                let records = kmsg::read_after(&path, after).map_err(file_error("read", &path))?;
+                Ok(Reply::Kmsg { records })
+            }
+            Request::Trace { after } => {
+                let buffer = self
+                    .trace
+                    .as_ref()
+                    .map_err(|e| RequestError::Trace(e.clone()))?;
+                Ok(Reply::Trace(
+                    buffer.after(after).map_err(RequestError::Trace)?,
+                ))
+            }
+            Request::Run(spec) => Ok(Reply::Run(process::run(&self.children, &spec)?)),
+            Request::Spawn(spec) => Ok(Reply::Spawned(self.daemons.spawn(&spec)?)),
+            Request::Kill {
+                name,
+                signal,
+                grace_ms,
+            } => {
+                let exit = self
+                    .daemons
+                    .kill(&name, signal, Duration::from_millis(grace_ms))?;
+                Ok(Reply::Killed(exit))
+            }
+            Request::ReadFile { path } => {
+                let path = self.env.path(path);
+                let contents = std::fs::read_to_string(&path).map_err(file_error("read", &path))?;
+                Ok(Reply::File { contents })
+            }
+            Request::WriteFile { path, contents } => {
+                let path = self.env.path(path);
+                std::fs::write(&path, contents).map_err(file_error("write", &path))?;
+                Ok(Reply::Done)
+            }
+            Request::Mkdir { path } => {
+                let path = self.env.path(path);
+                std::fs::create_dir_all(&path).map_err(file_error("create directory", &path))?;
+                Ok(Reply::Done)
+            }
+            Request::Poweroff => Ok(Reply::Done),
+        }
+    }
+
+    fn inject(&self, record: &MceRecord, flags: InjectFlags) -> Result<Reply, RequestError> {
+        let actions = mce_inject_writes(&self.env.debugfs(), record, flags);
+        let mut writes = Vec::new();
+        for action in actions {
+            if let Action::Write { path, value } = &action {
+                std::fs::write(path, value).map_err(file_error("write", path))?;
+            }
+            writes.push(action.to_string());
+        }
+        Ok(Reply::Injected { writes })
+    }
+}
+
+/// The mce-inject write sequence (reference/kernel-interfaces.md section 1): flags, cpu,
+/// the registers, and `bank` last because writing it triggers the injection.
+// TODO(agent): replace with the inject crate's debugfs injector and preflight once it lands.
+fn mce_inject_writes(debugfs: &Path, record: &MceRecord, flags: InjectFlags) -> Vec<Action> {
+    let dir = debugfs.join("mce-inject");
+    let flags = match flags {
+        InjectFlags::Sw => "sw",
+        InjectFlags::Hw => "hw",
+        InjectFlags::Df => "df",
+        InjectFlags::Th => "th",
+    };
+    let write = |file: &str, value: String| Action::Write {
+        path: dir.join(file),
+        value,
+    };
+    vec![
+        write("flags", flags.to_string()),
+        write("cpu", record.cpu.to_string()),
+        write("status", format!("{:#x}", record.status)),
+        write("addr", format!("{:#x}", record.addr)),
+        write("misc", format!("{:#x}", record.misc)),
+        write("synd", format!("{:#x}", record.synd)),
+        write("ipid", format!("{:#x}", record.ipid)),
+        write("bank", record.bank.to_string()),
+    ]
+}
+
+/// Sends `Ready`, then answers requests until the host asks for power-off or the input ends.
+pub fn serve(
+    agent: &mut Agent,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> io::Result<Ending> {
+    send(&mut output, &FromAgent::Ready(agent.ready.clone()))?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(Ending::InputClosed);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let envelope: Envelope = match serde_json::from_str(text) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let id = request_id(text);
+                let message = format!("cannot read request {text:?}: {e}");
+                send(&mut output, &FromAgent::Error { id, message })?;
+                continue;
+            }
+        };
+        let poweroff = envelope.request == Request::Poweroff;
+        let message = match agent.handle(envelope.request) {
+            Ok(reply) => FromAgent::Ok {
+                id: envelope.id,
+                reply,
+            },
+            Err(e) => FromAgent::Error {
+                id: envelope.id,
+                message: e.to_string(),
+            },
+        };
+        send(&mut output, &message)?;
+        if poweroff {
+            return Ok(Ending::Poweroff);
+        }
+    }
+}
+
+/// The id of a request we could not fully read, so its sender still gets an answer.
+fn request_id(text: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
+fn send(output: &mut impl Write, message: &FromAgent) -> io::Result<()> {
+    output.write_all(to_line(message).as_bytes())?;
+    output.flush()
+}
