@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write `value` to a kernel file (sysfs/debugfs). Path is absolute, already under any root.
+    /// [`crate::injector::perform`] writes `value` plus a newline in one write(2), as `echo` does.
     Write { path: PathBuf, value: String },
     /// Send one HMP line to QEMU's monitor (delivered by the guest runner).
     Monitor { line: String },

@@ -33,13 +33,18 @@ pub struct ParseError {
 
 /// Parses every record of `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Vec<MceRecord>, ParseError> {
-    Ok(parse_with_lines(text, file)?.into_iter().map(|(_, r)| r).collect())
+    Ok(parse_with_lines(text, file)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
 }
 
 /// Like [`parse`], with the line each record starts on.
 pub fn parse_with_lines(text: &str, file: &str) -> Result<Vec<(usize, MceRecord)>, ParseError> {
     let tokens = lex(text).map_err(|e| e.in_file(file))?;
-    Parser { tokens, pos: 0 }.file().map_err(|e| e.in_file(file))
+    Parser { tokens, pos: 0 }
+        .file()
+        .map_err(|e| e.in_file(file))
 }
 
 /// Parses one C-style number (`0x2a`, `052`, `42`), explaining the usual mistakes.
@@ -48,22 +53,34 @@ pub fn parse_number(text: &str) -> Result<u64, String> {
     let digits_ok = |s: &str, radix| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
     let (digits, radix) = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         if !digits_ok(hex, 16) {
-            return Err(format!("`{t}` is not a number: 0x must be followed by hex digits"));
+            return Err(format!(
+                "`{t}` is not a number: 0x must be followed by hex digits"
+            ));
         }
         (hex, 16)
     } else if t.len() > 1 && t.starts_with('0') {
         if !digits_ok(&t[1..], 8) {
-            let hint = if digits_ok(t, 16) { format!(" (for hex write 0x{t})") } else { String::new() };
-            return Err(format!("`{t}` is not a number: a leading 0 means octal, digits 0-7{hint}"));
+            let hint = if digits_ok(t, 16) {
+                format!(" (for hex write 0x{t})")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "`{t}` is not a number: a leading 0 means octal, digits 0-7{hint}"
+            ));
         }
         (&t[1..], 8)
     } else if digits_ok(t, 10) {
         (t, 10)
     } else if digits_ok(t, 16) {
         // Kernel logs print hex without 0x; this language (like C) needs the prefix.
-        return Err(format!("`{t}` is not a number: hex needs a 0x prefix (write 0x{t})"));
+        return Err(format!(
+            "`{t}` is not a number: hex needs a 0x prefix (write 0x{t})"
+        ));
     } else {
-        return Err(format!("`{t}` is not a number: expected decimal (42), hex (0x2a) or octal (052)"));
+        return Err(format!(
+            "`{t}` is not a number: expected decimal (42), hex (0x2a) or octal (052)"
+        ));
     };
     u64::from_str_radix(digits, radix).map_err(|_| format!("`{t}` does not fit in 64 bits"))
 }
@@ -72,9 +89,14 @@ pub fn parse_number(text: &str) -> Result<u64, String> {
 /// every name in [`status::NAMED_BITS`] (`ADDRV`, `MISCV`, `DEFERRED`...) and `|` between words.
 pub fn parse_status_words(text: &str) -> Result<u64, String> {
     let mut value = 0;
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '|').filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '|')
+        .filter(|w| !w.is_empty())
+        .collect();
     if words.is_empty() {
-        return Err("a status is empty: give a number (0x9c00000000000000) or flags (VAL UC EN)".into());
+        return Err(
+            "a status is empty: give a number (0x9c00000000000000) or flags (VAL UC EN)".into(),
+        );
     }
     for w in words {
         if w.starts_with(|c: char| c.is_ascii_digit()) {
@@ -86,8 +108,16 @@ pub fn parse_status_words(text: &str) -> Result<u64, String> {
         } else {
             return Err(format!(
                 "`{w}` is not a status flag: expected a number or one of {}, {}",
-                STATUS_FLAGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" "),
-                status::NAMED_BITS.iter().map(|b| b.name).collect::<Vec<_>>().join(" ")
+                STATUS_FLAGS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                status::NAMED_BITS
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
         }
     }
@@ -197,7 +227,10 @@ const TERMS: &str = "STATUS, MCGSTATUS, BANK, ADDR, MISC, SYND, IPID, TSC, TIME,
                      IN_PROC, POLL or EXCP";
 
 fn lookup(table: &[(&str, u64)], word: &str) -> Option<u64> {
-    table.iter().find(|(n, _)| n.eq_ignore_ascii_case(word)).map(|(_, v)| *v)
+    table
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(word))
+        .map(|(_, v)| *v)
 }
 
 fn status_flag(word: &str) -> Option<u64> {
@@ -312,7 +345,9 @@ fn lex(text: &str) -> Result<Vec<Token>, Located> {
                 i += 1;
             }
             if i >= chars.len() || chars[i] != '}' {
-                return Err(err("a `{` symbol is not closed: expected `}` on the same line".into()));
+                return Err(err(
+                    "a `{` symbol is not closed: expected `}` on the same line".into(),
+                ));
             }
             column += 1;
             let sym: String = chars[sym_start..i].iter().collect();
@@ -401,7 +436,9 @@ impl Parser {
                 terms += 1;
             }
             if terms == 0 {
-                return Err(self.expected(&format!("a term ({TERMS}) for the record that starts on line {line}")));
+                return Err(self.expected(&format!(
+                    "a term ({TERMS}) for the record that starts on line {line}"
+                )));
             }
             records.push((line, rec));
         }
@@ -447,8 +484,12 @@ impl Parser {
     fn number_u32(&mut self, field: &str) -> Result<u32, Located> {
         let t = self.peek().clone();
         let v = self.number(field)?;
-        u32::try_from(v)
-            .map_err(|_| Self::error_at(&t, format!("{field} {} is too large: at most {}", t.text, u32::MAX)))
+        u32::try_from(v).map_err(|_| {
+            Self::error_at(
+                &t,
+                format!("{field} {} is too large: at most {}", t.text, u32::MAX),
+            )
+        })
     }
 
     fn start(&mut self) -> Result<MceRecord, Located> {
@@ -539,11 +580,12 @@ impl Parser {
             "POLL" => rec.delivery = Delivery::Poll,
             "EXCP" => rec.delivery = Delivery::Exception,
             _ => {
-                let hint = if status_flag(&word).is_some() || lookup(MCGSTATUS_FLAGS, &word).is_some() {
-                    " (flags belong right after STATUS or MCGSTATUS)".to_string()
-                } else {
-                    hex_hint(&t)
-                };
+                let hint =
+                    if status_flag(&word).is_some() || lookup(MCGSTATUS_FLAGS, &word).is_some() {
+                        " (flags belong right after STATUS or MCGSTATUS)".to_string()
+                    } else {
+                        hex_hint(&t)
+                    };
                 return Err(Self::error_at(
                     &t,
                     format!("expected a term ({TERMS}), found `{}`{hint}", t.text),
@@ -562,7 +604,10 @@ impl Parser {
             return Ok(());
         }
         rec.cs = u8::try_from(n).map_err(|_| {
-            Self::error_at(&first, format!("RIP code segment {} is too large: at most 0xff", first.text))
+            Self::error_at(
+                &first,
+                format!("RIP code segment {} is too large: at most 0xff", first.text),
+            )
         })?;
         self.next();
         if self.peek().tok == Tok::Punct('<') {
@@ -605,11 +650,19 @@ mod tests {
         assert_eq!(parse_number("052"), Ok(42));
         assert_eq!(parse_number("0"), Ok(0));
         assert_eq!(parse_number("0xffffffffffffffff"), Ok(u64::MAX));
-        assert!(parse_number("9c7d410092080813").unwrap_err().contains("write 0x9c7d410092080813"));
-        assert!(parse_number("09").unwrap_err().contains("leading 0 means octal"));
+        assert!(parse_number("9c7d410092080813")
+            .unwrap_err()
+            .contains("write 0x9c7d410092080813"));
+        assert!(parse_number("09")
+            .unwrap_err()
+            .contains("leading 0 means octal"));
         assert!(parse_number("0x").unwrap_err().contains("hex digits"));
-        assert!(parse_number("0x10000000000000000").unwrap_err().contains("64 bits"));
-        assert!(parse_number("12z").unwrap_err().contains("expected decimal"));
+        assert!(parse_number("0x10000000000000000")
+            .unwrap_err()
+            .contains("64 bits"));
+        assert!(parse_number("12z")
+            .unwrap_err()
+            .contains("expected decimal"));
     }
 
     #[test]
@@ -619,8 +672,12 @@ mod tests {
         assert_eq!((r.cpu, r.bank), (3, 4));
         let r = one("MCE STATUS 1");
         assert_eq!((r.cpu, r.bank, r.status), (0, 0, 1));
-        let r = one("CPU 1: Machine Check Exception: 0x5 Bank 4: 0xb200000000070f0f\nRIP 0x10:0x1234");
-        assert_eq!((r.cpu, r.mcgstatus, r.bank, r.status), (1, 5, 4, 0xb200000000070f0f));
+        let r =
+            one("CPU 1: Machine Check Exception: 0x5 Bank 4: 0xb200000000070f0f\nRIP 0x10:0x1234");
+        assert_eq!(
+            (r.cpu, r.mcgstatus, r.bank, r.status),
+            (1, 5, 4, 0xb200000000070f0f)
+        );
         assert_eq!((r.cs, r.ip), (0x10, 0x1234));
     }
 
@@ -629,18 +686,27 @@ mod tests {
         let a = one("cpu 1 bank 2 status val uc en addr 0x10 # comment\n");
         let b = one("CPU 1\n  BANK\n2 STATUS VAL\tUC EN\n\n# x\nADDR 16");
         assert_eq!(a, b);
-        assert_eq!(a.status, status::VAL | status::UC | status::EN | status::ADDRV);
+        assert_eq!(
+            a.status,
+            status::VAL | status::UC | status::EN | status::ADDRV
+        );
     }
 
     #[test]
     fn status_is_or_ed_then_assigned() {
-        assert_eq!(one("MCE STATUS VAL 0x10 UC").status, status::VAL | status::UC | 0x10);
+        assert_eq!(
+            one("MCE STATUS VAL 0x10 UC").status,
+            status::VAL | status::UC | 0x10
+        );
         // STATUS overwrites, so an ADDR before it loses ADDRV; one after keeps it.
         let before = one("MCE ADDR 0x1000 STATUS VAL");
         assert_eq!((before.addr, before.status), (0x1000, status::VAL));
         let after = one("MCE STATUS VAL ADDR 0x1000");
         assert_eq!(after.status, status::VAL | status::ADDRV);
-        assert_eq!(one("MCE STATUS VAL MISC 3").status, status::VAL | status::MISCV);
+        assert_eq!(
+            one("MCE STATUS VAL MISC 3").status,
+            status::VAL | status::MISCV
+        );
         // An empty flag list is zero.
         assert_eq!(one("MCE STATUS BANK 1").status, 0);
     }
@@ -670,9 +736,20 @@ mod tests {
 
     #[test]
     fn mcgstatus_flags() {
-        let cases = [("RIPV", 1), ("EIPV", 2), ("MCIP", 4), ("LMCES", 8), ("TES_P", 1 << 11), ("SEAM_NR", 1 << 12)];
+        let cases = [
+            ("RIPV", 1),
+            ("EIPV", 2),
+            ("MCIP", 4),
+            ("LMCES", 8),
+            ("TES_P", 1 << 11),
+            ("SEAM_NR", 1 << 12),
+        ];
         for (flag, want) in cases {
-            assert_eq!(one(&format!("MCE MCGSTATUS {flag}")).mcgstatus, want, "{flag}");
+            assert_eq!(
+                one(&format!("MCE MCGSTATUS {flag}")).mcgstatus,
+                want,
+                "{flag}"
+            );
         }
         assert_eq!(one("MCE MCGSTATUS RIPV EIPV 0x100").mcgstatus, 0x103);
     }
@@ -685,13 +762,19 @@ mod tests {
         );
         assert_eq!((r.cpu, r.bank, r.tsc, r.time), (2, 5, 0x99, 1700000000));
         assert_eq!((r.socketid, r.apicid, r.mcgcap), (1, 4, 0x100010a));
-        assert_eq!((r.synd, r.ipid, r.misc, r.addr), (5, 0xb000000000, 0xd012, 0x1234));
+        assert_eq!(
+            (r.synd, r.ipid, r.misc, r.addr),
+            (5, 0xb000000000, 0xd012, 0x1234)
+        );
         assert_eq!((r.cpuvendor, r.cpuid), (2, 0x600f12));
     }
 
     #[test]
     fn rip_forms() {
-        assert_eq!((one("MCE RIP 0x1234").cs, one("MCE RIP 0x1234").ip), (0, 0x1234));
+        assert_eq!(
+            (one("MCE RIP 0x1234").cs, one("MCE RIP 0x1234").ip),
+            (0, 0x1234)
+        );
         let r = one("MCE RIP 0x10:0x1234");
         assert_eq!((r.cs, r.ip), (0x10, 0x1234));
         let r = one("MCE RIP 0x33:<0xffffffff81000000> {do_idle+0x1c/0x30}");
@@ -702,22 +785,43 @@ mod tests {
 
     #[test]
     fn mode_keywords_reset_per_record() {
-        let v = parse("CPU 0 STATUS 1 NMIBROADCAST IN_IRQ EXCP HOLD\nCPU 1 STATUS 1", "t").unwrap();
+        let v = parse(
+            "CPU 0 STATUS 1 NMIBROADCAST IN_IRQ EXCP HOLD\nCPU 1 STATUS 1",
+            "t",
+        )
+        .unwrap();
         assert_eq!(v[0].broadcast, Broadcast::Nmi);
         assert_eq!(v[0].context, Context::Irq);
         assert_eq!(v[0].delivery, Delivery::Exception);
         assert!(v[0].hold);
-        assert_eq!(v[1], MceRecord { cpu: 1, status: 1, ..Default::default() });
+        assert_eq!(
+            v[1],
+            MceRecord {
+                cpu: 1,
+                status: 1,
+                ..Default::default()
+            }
+        );
         let r = one("MCE STATUS 1 NOBROADCAST IN_PROC POLL");
-        assert_eq!((r.broadcast, r.context, r.delivery), (Broadcast::Off, Context::Process, Delivery::Poll));
+        assert_eq!(
+            (r.broadcast, r.context, r.delivery),
+            (Broadcast::Off, Context::Process, Delivery::Poll)
+        );
         assert_eq!(one("MCE STATUS 1 IRQBROADCAST").broadcast, Broadcast::Irq);
         // The last mode keyword wins.
-        assert_eq!(one("MCE POLL EXCP NOBROADCAST NMIBROADCAST").delivery, Delivery::Exception);
+        assert_eq!(
+            one("MCE POLL EXCP NOBROADCAST NMIBROADCAST").delivery,
+            Delivery::Exception
+        );
     }
 
     #[test]
     fn many_records_with_their_lines() {
-        let v = parse_with_lines("# header\nCPU 0 STATUS 1\n\nCPU 1 STATUS 2 MCE STATUS 3", "t").unwrap();
+        let v = parse_with_lines(
+            "# header\nCPU 0 STATUS 1\n\nCPU 1 STATUS 2 MCE STATUS 3",
+            "t",
+        )
+        .unwrap();
         let lines: Vec<usize> = v.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [2, 4, 4]);
         assert!(parse("", "t").unwrap().is_empty());
@@ -755,34 +859,51 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = err(text);
-            assert!(got.contains(want), "input {text:?}\n got: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "input {text:?}\n got: {got}\nwant: {want}"
+            );
         }
     }
 
     #[test]
     fn the_tools_own_sample_shape_fails_clearly() {
         // mce-inject's test/uncorrected writes kernel-log hex without 0x after the panic line.
-        let e = err("CPU 1: MACHINE CHECK EXCEPTION: 5 BANK 3: b200000000000f0f\nRIP 10:<ffffffff810175c5>");
+        let e = err(
+            "CPU 1: MACHINE CHECK EXCEPTION: 5 BANK 3: b200000000000f0f\nRIP 10:<ffffffff810175c5>",
+        );
         assert!(e.starts_with("in.mce:1:"), "{e}");
         assert!(e.contains("hex needs a 0x prefix"), "{e}");
     }
 
     #[test]
     fn status_words_for_the_command_line() {
-        assert_eq!(parse_status_words("0x9c00000000000813"), Ok(0x9c00000000000813));
+        assert_eq!(
+            parse_status_words("0x9c00000000000813"),
+            Ok(0x9c00000000000813)
+        );
         assert_eq!(
             parse_status_words("VAL|UC|EN ADDRV 0x134"),
             Ok(status::VAL | status::UC | status::EN | status::ADDRV | 0x134)
         );
-        assert_eq!(parse_status_words("corrected deferred"), Ok(status::VAL | status::EN | status::AMD_DEFERRED));
-        assert!(parse_status_words("VAL BOGUS").unwrap_err().contains("`BOGUS` is not a status flag"));
+        assert_eq!(
+            parse_status_words("corrected deferred"),
+            Ok(status::VAL | status::EN | status::AMD_DEFERRED)
+        );
+        assert!(parse_status_words("VAL BOGUS")
+            .unwrap_err()
+            .contains("`BOGUS` is not a status flag"));
         assert!(parse_status_words("  ").unwrap_err().contains("empty"));
-        assert!(parse_status_words("9c00").unwrap_err().contains("write 0x9c00"));
+        assert!(parse_status_words("9c00")
+            .unwrap_err()
+            .contains("write 0x9c00"));
     }
 
     #[test]
     fn print_is_canonical() {
-        let r = one("CPU 1 BANK 4 MISC 0xd01a STATUS 0x9c7d410092080813 ADDR 0x12345000 RIP 0x10:0x99 HOLD");
+        let r = one(
+            "CPU 1 BANK 4 MISC 0xd01a STATUS 0x9c7d410092080813 ADDR 0x12345000 RIP 0x10:0x99 HOLD",
+        );
         insta::assert_snapshot!(print(&r), @r"
         CPU 1 BANK 4
         ADDR 0x12345000
@@ -796,7 +917,10 @@ mod tests {
     #[test]
     fn print_all_separates_records_with_one_blank_line() {
         let v = parse("CPU 0 STATUS 1 CPU 1 STATUS 2", "t").unwrap();
-        assert_eq!(print_all(&v), "CPU 0 BANK 0\nSTATUS 0x1\n\nCPU 1 BANK 0\nSTATUS 0x2\n");
+        assert_eq!(
+            print_all(&v),
+            "CPU 0 BANK 0\nSTATUS 0x1\n\nCPU 1 BANK 0\nSTATUS 0x2\n"
+        );
         assert_eq!(parse(&print_all(&v), "t").unwrap(), v);
     }
 
@@ -830,7 +954,12 @@ mod tests {
             cpuid: maybe!(),
             cs: maybe!(),
             ip: maybe!(),
-            broadcast: [Broadcast::None, Broadcast::Off, Broadcast::Irq, Broadcast::Nmi][rng.random_range(0..4)],
+            broadcast: [
+                Broadcast::None,
+                Broadcast::Off,
+                Broadcast::Irq,
+                Broadcast::Nmi,
+            ][rng.random_range(0..4)],
             delivery: [Delivery::Auto, Delivery::Poll, Delivery::Exception][rng.random_range(0..3)],
             context: [Context::Random, Context::Process, Context::Irq][rng.random_range(0..3)],
             hold: rng.random(),
@@ -841,7 +970,9 @@ mod tests {
     fn parse_of_print_is_identity_for_random_records() {
         let mut rng = rand::rng();
         for _ in 0..5000 {
-            let records: Vec<MceRecord> = (0..rng.random_range(1..4)).map(|_| random_record(&mut rng)).collect();
+            let records: Vec<MceRecord> = (0..rng.random_range(1..4))
+                .map(|_| random_record(&mut rng))
+                .collect();
             let text = print_all(&records);
             let back = parse(&text, "t").unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(back, records, "{text}");

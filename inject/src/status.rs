@@ -62,22 +62,87 @@ impl NamedBit {
 
 /// Every named bit, highest first. AR and TCC share bit 55; which one applies depends on the vendor.
 pub const NAMED_BITS: &[NamedBit] = &[
-    bit("VAL", VAL, Scope::Architectural, "the bank holds a valid error"),
-    bit("OVER", OVER, Scope::Architectural, "an earlier error was lost (overflow)"),
-    bit("UC", UC, Scope::Architectural, "the error was not corrected"),
-    bit("EN", EN, Scope::Architectural, "reporting was enabled for this error"),
-    bit("MISCV", MISCV, Scope::Architectural, "MCi_MISC holds more information"),
-    bit("ADDRV", ADDRV, Scope::Architectural, "MCi_ADDR holds the error address"),
-    bit("PCC", PCC, Scope::Architectural, "processor context is corrupt: cannot continue"),
-    bit("S", S, Scope::Intel, "signalled as a machine-check exception"),
-    bit("AR", AR, Scope::Intel, "action required before the context may resume"),
-    bit("TES_YELLOW", TES_YELLOW, Scope::Intel, "corrected-error threshold reached (yellow)"),
+    bit(
+        "VAL",
+        VAL,
+        Scope::Architectural,
+        "the bank holds a valid error",
+    ),
+    bit(
+        "OVER",
+        OVER,
+        Scope::Architectural,
+        "an earlier error was lost (overflow)",
+    ),
+    bit(
+        "UC",
+        UC,
+        Scope::Architectural,
+        "the error was not corrected",
+    ),
+    bit(
+        "EN",
+        EN,
+        Scope::Architectural,
+        "reporting was enabled for this error",
+    ),
+    bit(
+        "MISCV",
+        MISCV,
+        Scope::Architectural,
+        "MCi_MISC holds more information",
+    ),
+    bit(
+        "ADDRV",
+        ADDRV,
+        Scope::Architectural,
+        "MCi_ADDR holds the error address",
+    ),
+    bit(
+        "PCC",
+        PCC,
+        Scope::Architectural,
+        "processor context is corrupt: cannot continue",
+    ),
+    bit(
+        "S",
+        S,
+        Scope::Intel,
+        "signalled as a machine-check exception",
+    ),
+    bit(
+        "AR",
+        AR,
+        Scope::Intel,
+        "action required before the context may resume",
+    ),
+    bit(
+        "TES_YELLOW",
+        TES_YELLOW,
+        Scope::Intel,
+        "corrected-error threshold reached (yellow)",
+    ),
     bit("TCC", AMD_TCC, Scope::Amd, "task context is corrupt"),
-    bit("SYNDV", AMD_SYNDV, Scope::Amd, "MCi_SYND holds the syndrome"),
+    bit(
+        "SYNDV",
+        AMD_SYNDV,
+        Scope::Amd,
+        "MCi_SYND holds the syndrome",
+    ),
     bit("CECC", AMD_CECC, Scope::Amd, "corrected ECC error"),
     bit("UECC", AMD_UECC, Scope::Amd, "uncorrected ECC error"),
-    bit("DEFERRED", AMD_DEFERRED, Scope::Amd, "uncorrected, handling deferred (no #MC)"),
-    bit("POISON", AMD_POISON, Scope::Amd, "poisoned data was consumed"),
+    bit(
+        "DEFERRED",
+        AMD_DEFERRED,
+        Scope::Amd,
+        "uncorrected, handling deferred (no #MC)",
+    ),
+    bit(
+        "POISON",
+        AMD_POISON,
+        Scope::Amd,
+        "poisoned data was consumed",
+    ),
 ];
 
 const fn bit(name: &'static str, mask: u64, scope: Scope, meaning: &'static str) -> NamedBit {
@@ -91,7 +156,9 @@ const fn bit(name: &'static str, mask: u64, scope: Scope, meaning: &'static str)
 
 /// The named bit called `name` (case-insensitive), if there is one.
 pub fn named_bit(name: &str) -> Option<&'static NamedBit> {
-    NAMED_BITS.iter().find(|b| b.name.eq_ignore_ascii_case(name))
+    NAMED_BITS
+        .iter()
+        .find(|b| b.name.eq_ignore_ascii_case(name))
 }
 
 /// Builds a status value from named parts, so tests and scenarios say what they mean.
@@ -129,7 +196,8 @@ impl StatusBuilder {
 
     /// Sets the model-specific error code (bits 31:16), replacing any earlier one.
     pub fn model_code(mut self, code: u16) -> Self {
-        self.bits = (self.bits & !(0xffff << MODEL_CODE_SHIFT)) | (u64::from(code) << MODEL_CODE_SHIFT);
+        self.bits =
+            (self.bits & !(0xffff << MODEL_CODE_SHIFT)) | (u64::from(code) << MODEL_CODE_SHIFT);
         self
     }
 
@@ -197,11 +265,17 @@ impl Severity {
         if status & PCC != 0 {
             (Severity::Fatal, "PCC is set")
         } else if status & UC != 0 && status & OVER != 0 {
-            (Severity::Fatal, "UC and OVER are set: an earlier uncorrected error was lost")
+            (
+                Severity::Fatal,
+                "UC and OVER are set: an earlier uncorrected error was lost",
+            )
         } else if status & UC != 0 {
             (Severity::UncorrectedRecoverable, "UC is set, PCC is clear")
         } else if status & AMD_DEFERRED != 0 && vendor != Vendor::Intel {
-            (Severity::Deferred, "AMD's Deferred bit (44) is set, UC is clear")
+            (
+                Severity::Deferred,
+                "AMD's Deferred bit (44) is set, UC is clear",
+            )
         } else {
             (Severity::Corrected, "UC and PCC are clear")
         }
@@ -237,13 +311,25 @@ pub enum McaCode {
     /// 0000 01xx xxxx xxxx, not all x zero.
     InternalUnclassified,
     /// 000F 0000 0000 11LL
-    GenericCacheHierarchy { ll: u8 },
+    GenericCacheHierarchy {
+        ll: u8,
+    },
     /// 000F 0000 0001 TTLL
-    Tlb { tt: u8, ll: u8 },
+    Tlb {
+        tt: u8,
+        ll: u8,
+    },
     /// 000F 0000 1MMM CCCC
-    MemoryController { mmm: u8, channel: u8 },
+    MemoryController {
+        mmm: u8,
+        channel: u8,
+    },
     /// 000F 0001 RRRR TTLL
-    CacheHierarchy { rrrr: u8, tt: u8, ll: u8 },
+    CacheHierarchy {
+        rrrr: u8,
+        tt: u8,
+        ll: u8,
+    },
     /// 000F 1PPT RRRR IILL
     Bus {
         pp: u8,
@@ -338,16 +424,38 @@ impl McaCode {
             ],
             McaCode::MemoryController { mmm, channel } => vec![
                 ("MMM", bin(mmm, 3), memory_request(mmm)),
-                ("CCCC", bin(channel, 4), if channel == 0xf { "channel not specified" } else { "channel number" }),
+                (
+                    "CCCC",
+                    bin(channel, 4),
+                    if channel == 0xf {
+                        "channel not specified"
+                    } else {
+                        "channel number"
+                    },
+                ),
             ],
             McaCode::CacheHierarchy { rrrr, tt, ll } => vec![
                 ("RRRR", bin(rrrr, 4), request(rrrr)),
                 ("TT", bin(tt, 2), transaction(tt)),
                 ("LL", bin(ll, 2), level(ll)),
             ],
-            McaCode::Bus { pp, t, rrrr, ii, ll } => vec![
+            McaCode::Bus {
+                pp,
+                t,
+                rrrr,
+                ii,
+                ll,
+            } => vec![
                 ("PP", bin(pp, 2), participation(pp)),
-                ("T", bin(t, 1), if t == 1 { "the request timed out" } else { "the request did not time out" }),
+                (
+                    "T",
+                    bin(t, 1),
+                    if t == 1 {
+                        "the request timed out"
+                    } else {
+                        "the request did not time out"
+                    },
+                ),
                 ("RRRR", bin(rrrr, 4), request(rrrr)),
                 ("II", bin(ii, 2), memory_or_io(ii)),
                 ("LL", bin(ll, 2), level(ll)),
@@ -401,7 +509,12 @@ fn participation(pp: u8) -> &'static str {
 }
 
 fn memory_or_io(ii: u8) -> &'static str {
-    ["memory access (MEM)", "reserved", "I/O (IO)", "other transaction"][usize::from(ii & 3)]
+    [
+        "memory access (MEM)",
+        "reserved",
+        "I/O (IO)",
+        "other transaction",
+    ][usize::from(ii & 3)]
 }
 
 /// A status value explained for a person who has no SDM at hand. Display prints it.
@@ -429,7 +542,10 @@ impl fmt::Display for Explanation {
         let (severity, why) = Severity::classify(s, self.vendor);
         writeln!(f, "severity: {severity} ({why})")?;
 
-        let known: Vec<&NamedBit> = NAMED_BITS.iter().filter(|b| self.vendor.knows(b.scope)).collect();
+        let known: Vec<&NamedBit> = NAMED_BITS
+            .iter()
+            .filter(|b| self.vendor.knows(b.scope))
+            .collect();
         writeln!(f, "set:")?;
         for b in known.iter().filter(|b| s & b.mask != 0) {
             let scope = match (self.vendor, b.scope) {
@@ -437,17 +553,35 @@ impl fmt::Display for Explanation {
                 (Vendor::Unknown, Scope::Amd) => "(AMD) ",
                 _ => "",
             };
-            writeln!(f, "  {:>2} {:<10}  {scope}{}", b.position(), b.name, b.meaning)?;
+            writeln!(
+                f,
+                "  {:>2} {:<10}  {scope}{}",
+                b.position(),
+                b.name,
+                b.meaning
+            )?;
         }
-        let clear: Vec<&str> = known.iter().filter(|b| s & b.mask == 0).map(|b| b.name).collect();
+        let clear: Vec<&str> = known
+            .iter()
+            .filter(|b| s & b.mask == 0)
+            .map(|b| b.name)
+            .collect();
         writeln!(f, "clear: {}", clear.join(" "))?;
         if self.vendor != Vendor::Amd {
-            writeln!(f, "corrected error count (Intel, bits 52:38): {}", (s >> 38) & 0x7fff)?;
+            writeln!(
+                f,
+                "corrected error count (Intel, bits 52:38): {}",
+                (s >> 38) & 0x7fff
+            )?;
         }
 
         let code = (s & MCA_CODE_MASK) as u16;
         let class = McaCode::classify(code);
-        writeln!(f, "MCA error code 0x{code:04x} (bits 15:0): {}", class.class())?;
+        writeln!(
+            f,
+            "MCA error code 0x{code:04x} (bits 15:0): {}",
+            class.class()
+        )?;
         let compound = !class.fields().is_empty();
         if compound && code & FILTER != 0 {
             writeln!(f, "  F    1     corrected-error reporting was filtered")?;
@@ -485,7 +619,12 @@ mod tests {
             .build();
         assert_eq!(s, 0x9c00_4000_9208_0813);
         // Later codes replace earlier ones rather than OR-ing.
-        let s = StatusBuilder::new().mca_code(0xffff).mca_code(0x0134).model_code(0xffff).model_code(1).build();
+        let s = StatusBuilder::new()
+            .mca_code(0xffff)
+            .mca_code(0x0134)
+            .model_code(0xffff)
+            .model_code(1)
+            .build();
         assert_eq!(s, 0x0001_0134);
     }
 
@@ -500,7 +639,10 @@ mod tests {
     fn severity_rules() {
         let v = Vendor::Intel;
         assert_eq!(Severity::of(VAL | EN, v), Severity::Corrected);
-        assert_eq!(Severity::of(VAL | UC | EN, v), Severity::UncorrectedRecoverable);
+        assert_eq!(
+            Severity::of(VAL | UC | EN, v),
+            Severity::UncorrectedRecoverable
+        );
         assert_eq!(Severity::of(VAL | UC | EN | PCC, v), Severity::Fatal);
         // PCC alone is fatal: the kernel grades PCC as a panic regardless of UC.
         assert_eq!(Severity::of(VAL | PCC, v), Severity::Fatal);
@@ -519,7 +661,10 @@ mod tests {
         // On Intel, bit 44 is part of the corrected error count.
         assert_eq!(Severity::of(s, Vendor::Intel), Severity::Corrected);
         // UC wins over Deferred.
-        assert_eq!(Severity::of(s | UC, Vendor::Amd), Severity::UncorrectedRecoverable);
+        assert_eq!(
+            Severity::of(s | UC, Vendor::Amd),
+            Severity::UncorrectedRecoverable
+        );
     }
 
     #[test]
@@ -552,19 +697,50 @@ mod tests {
 
     #[test]
     fn compound_codes() {
-        assert_eq!(McaCode::classify(0x000e), McaCode::GenericCacheHierarchy { ll: 2 });
+        assert_eq!(
+            McaCode::classify(0x000e),
+            McaCode::GenericCacheHierarchy { ll: 2 }
+        );
         assert_eq!(McaCode::classify(0x0015), McaCode::Tlb { tt: 1, ll: 1 });
-        assert_eq!(McaCode::classify(0x009f), McaCode::MemoryController { mmm: 1, channel: 0xf });
-        assert_eq!(McaCode::classify(0x00c2), McaCode::MemoryController { mmm: 4, channel: 2 });
+        assert_eq!(
+            McaCode::classify(0x009f),
+            McaCode::MemoryController {
+                mmm: 1,
+                channel: 0xf
+            }
+        );
+        assert_eq!(
+            McaCode::classify(0x00c2),
+            McaCode::MemoryController { mmm: 4, channel: 2 }
+        );
         // 0x0134: data read, data, level 0 (the Intel SRAR data-load code).
-        assert_eq!(McaCode::classify(0x0134), McaCode::CacheHierarchy { rrrr: 3, tt: 1, ll: 0 });
+        assert_eq!(
+            McaCode::classify(0x0134),
+            McaCode::CacheHierarchy {
+                rrrr: 3,
+                tt: 1,
+                ll: 0
+            }
+        );
         assert_eq!(
             McaCode::classify(0x0813),
-            McaCode::Bus { pp: 0, t: 0, rrrr: 1, ii: 0, ll: 3 }
+            McaCode::Bus {
+                pp: 0,
+                t: 0,
+                rrrr: 1,
+                ii: 0,
+                ll: 3
+            }
         );
         assert_eq!(
             McaCode::classify(0x0f6b),
-            McaCode::Bus { pp: 3, t: 1, rrrr: 6, ii: 2, ll: 3 }
+            McaCode::Bus {
+                pp: 3,
+                t: 1,
+                rrrr: 6,
+                ii: 2,
+                ll: 3
+            }
         );
         // The filter bit (12) does not change the class.
         assert_eq!(McaCode::classify(0x1134), McaCode::classify(0x0134));
@@ -581,12 +757,17 @@ mod tests {
 
     #[test]
     fn explain_the_dram_ecc_example() {
-        insta::assert_snapshot!(Explanation::new(0x9c7d_4100_9208_0813, Vendor::Unknown).to_string());
+        insta::assert_snapshot!(
+            Explanation::new(0x9c7d_4100_9208_0813, Vendor::Unknown).to_string()
+        );
     }
 
     #[test]
     fn explain_a_fatal_intel_error() {
-        let s = StatusBuilder::new().set(VAL | UC | EN | PCC | S | AR | ADDRV).mca_code(0x1134).build();
+        let s = StatusBuilder::new()
+            .set(VAL | UC | EN | PCC | S | AR | ADDRV)
+            .mca_code(0x1134)
+            .build();
         insta::assert_snapshot!(Explanation::new(s, Vendor::Intel).to_string());
     }
 }

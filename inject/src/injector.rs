@@ -1,0 +1,253 @@
+//! The one trait every injector implements, the errors that stop an injection before its first
+//! write, and the executor that performs a validated plan.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use crate::action::Action;
+use crate::status::Severity;
+
+/// An injector turns a request (an MCE record, an EDAC request) into the actions that deliver it.
+///
+/// `describe` is pure: it reads no file and changes nothing, so its result is the dry run.
+/// Whether the machine can take the actions is [`crate::preflight`]'s job; doing them is [`perform`]'s.
+pub trait Injector {
+    type Request;
+
+    /// Everything this injector would do for `req`, in order.
+    fn describe(&self, req: &Self::Request) -> Result<Vec<Action>, InjectError>;
+}
+
+/// Why an injection was refused. Raised before the first write, so nothing has changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("{injector} cannot set {field}: {why}")]
+    Unsupported {
+        injector: &'static str,
+        field: &'static str,
+        why: &'static str,
+    },
+    #[error("{field} {value} is out of range: {valid}")]
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        valid: &'static str,
+    },
+    #[error("cpu {cpu} is not online: online CPUs are {online} (from {path})")]
+    CpuOffline {
+        cpu: u32,
+        online: String,
+        path: PathBuf,
+    },
+    #[error("bank {bank} does not exist on cpu {cpu}: {valid} (from {path})")]
+    NoBank {
+        cpu: u32,
+        bank: u32,
+        valid: String,
+        path: PathBuf,
+    },
+    #[error(
+        "status {status:#x} has VAL (bit 63) clear: the kernel ignores an invalid record; \
+         set VAL, e.g. {:#x}",
+        status | crate::status::VAL
+    )]
+    NotValid { status: u64 },
+    #[error("flags {flags} needs an AMD CPU (the kernel writes AMD's bank MSRs), but this one is {vendor_id}; use flags sw, which only decodes")]
+    NeedsAmd {
+        flags: &'static str,
+        vendor_id: String,
+    },
+    /// An interface is absent; `fix` says what to run.
+    #[error("{what} is missing ({path} does not exist): {fix}")]
+    Missing {
+        what: String,
+        path: PathBuf,
+        fix: String,
+    },
+    #[error("cannot write {path}: {why}")]
+    NotWritable { path: PathBuf, why: String },
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} does not look like the kernel's: {what}")]
+    Malformed { path: PathBuf, what: String },
+    #[error(
+        "status {status:#x} is {severity} ({reason}): on this machine that can kill processes, \
+         offline memory or panic the kernel; pass {needs} to inject it anyway"
+    )]
+    Refused {
+        status: u64,
+        severity: Severity,
+        reason: &'static str,
+        needs: &'static str,
+    },
+    #[error("the {layer} layer is given twice: give each layer once")]
+    DuplicateLayer { layer: &'static str },
+    #[error("memory controller mc{mc} has no {layer} layer: its layers are {layers} (the fake_inject_* files in {path})")]
+    NoLayer {
+        mc: u32,
+        layer: &'static str,
+        layers: String,
+        path: PathBuf,
+    },
+    /// An error about one of several records.
+    #[error("record {index}: {source}")]
+    InRecord {
+        /// 1-based.
+        index: usize,
+        #[source]
+        source: Box<InjectError>,
+    },
+}
+
+impl InjectError {
+    /// Names the record an error is about, when there are several.
+    pub fn in_record(self, index: usize, of: usize) -> InjectError {
+        if of > 1 {
+            InjectError::InRecord {
+                index: index + 1,
+                source: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// A write that failed part-way: earlier actions did happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PerformError {
+    #[error("writing `{value}` to {path} failed after {done} of {total} writes: {source}; the kernel log (dmesg) usually says why")]
+    Write {
+        path: PathBuf,
+        value: String,
+        done: usize,
+        total: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{0}` is a QEMU monitor action: the guest runner delivers those, not this machine")]
+    NotLocal(String),
+}
+
+/// Performs the `Write` actions of a validated plan, in order, and stops at the first failure.
+///
+/// Each value is written followed by a newline, in one write(2), as `echo` does: the kernel
+/// parses each write on its own, and mce-inject's `flags` drops the last byte it receives.
+/// The file is opened without O_CREAT: a missing kernel file is an error, never a new file.
+/// A `Monitor` action anywhere in the plan refuses the whole plan before anything is written.
+pub fn perform(actions: &[Action]) -> Result<(), PerformError> {
+    if let Some(Action::Monitor { line }) =
+        actions.iter().find(|a| matches!(a, Action::Monitor { .. }))
+    {
+        return Err(PerformError::NotLocal(line.clone()));
+    }
+    for (done, action) in actions.iter().enumerate() {
+        let Action::Write { path, value } = action else {
+            unreachable!("checked above")
+        };
+        write_once(path, value).map_err(|source| PerformError::Write {
+            path: path.clone(),
+            value: value.clone(),
+            done,
+            total: actions.len(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn write_once(path: &PathBuf, value: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
+    let bytes = format!("{value}\n");
+    let n = file.write(bytes.as_bytes())?;
+    if n != bytes.len() {
+        return Err(io::Error::other(format!(
+            "short write: {n} of {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perform_writes_each_value_with_a_newline_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "old value that is longer\n").unwrap();
+        std::fs::write(&b, "").unwrap();
+        let plan = [
+            Action::Write {
+                path: a.clone(),
+                value: "sw".into(),
+            },
+            Action::Write {
+                path: b.clone(),
+                value: "0x10".into(),
+            },
+        ];
+        perform(&plan).unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "sw\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "0x10\n");
+    }
+
+    #[test]
+    fn perform_never_creates_files_and_says_how_far_it_got() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "").unwrap();
+        let missing = dir.path().join("missing");
+        let plan = [
+            Action::Write {
+                path: a.clone(),
+                value: "1".into(),
+            },
+            Action::Write {
+                path: missing.clone(),
+                value: "2".into(),
+            },
+        ];
+        let e = perform(&plan).unwrap_err().to_string();
+        assert!(e.contains("after 1 of 2 writes"), "{e}");
+        assert!(e.contains("missing"), "{e}");
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn perform_refuses_monitor_actions_before_writing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "untouched").unwrap();
+        let plan = [
+            Action::Write {
+                path: a.clone(),
+                value: "1".into(),
+            },
+            Action::Monitor {
+                line: "mce 0 4 0x1 0x0 0x0 0x0".into(),
+            },
+        ];
+        assert!(matches!(perform(&plan), Err(PerformError::NotLocal(_))));
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "untouched");
+    }
+
+    #[test]
+    fn in_record_only_when_there_are_several() {
+        let e = InjectError::NotValid { status: 0 };
+        assert!(!e.in_record(0, 1).to_string().starts_with("record"));
+        let e = InjectError::NotValid { status: 0 };
+        assert!(e
+            .in_record(1, 3)
+            .to_string()
+            .starts_with("record 2: status 0x0 has VAL"));
+    }
+}

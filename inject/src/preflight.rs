@@ -1,0 +1,578 @@
+//! Everything checked before the first write, against the kernel files under a root directory
+//! (`/` on a real machine or in a guest, a temporary tree in tests).
+//!
+//! Entry points: [`debugfs_plan`], [`amd_ecc_plan`] and [`edac_fake_plan`] describe a request and
+//! check it completely, returning the actions to [`crate::injector::perform`]. The `check_*`
+//! functions are the same checks for a caller that prints the plan first (the dry run).
+
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{access, AccessFlags};
+
+use crate::action::Action;
+use crate::debugfs::{self, Debugfs, InjectionType};
+use crate::edac::{self, AmdEcc, EccInjection, EdacFake, FakeInjection};
+use crate::injector::{InjectError, Injector};
+use crate::record::MceRecord;
+use crate::status::{self, Vendor};
+
+const DEBUGFS_MOUNT: &str = "/sys/kernel/debug";
+const MOUNT_DEBUGFS: &str = "mount -t debugfs none /sys/kernel/debug";
+
+/// A machine's kernel files, seen from `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    root: PathBuf,
+}
+
+impl Machine {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `rel` (e.g. `sys/devices/system/cpu/online`) under the root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel.trim_start_matches('/'))
+    }
+
+    fn read(&self, rel: &str) -> Result<(String, PathBuf), InjectError> {
+        let path = self.path(rel);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok((text, path)),
+            Err(source) => Err(InjectError::Unreadable { path, source }),
+        }
+    }
+
+    /// The online CPUs, from `sys/devices/system/cpu/online` ("0-3,5").
+    pub fn online_cpus(&self) -> Result<(Ranges, PathBuf), InjectError> {
+        let (text, path) = self.read("sys/devices/system/cpu/online")?;
+        let cpus = Ranges::parse(&text).ok_or_else(|| InjectError::Malformed {
+            path: path.clone(),
+            what: format!("expected CPU ranges like 0-3,5, found {:?}", text.trim()),
+        })?;
+        Ok((cpus, path))
+    }
+
+    /// The CPU vendor and its `vendor_id`, from `proc/cpuinfo`.
+    pub fn vendor(&self) -> Result<(Vendor, String), InjectError> {
+        let (text, path) = self.read("proc/cpuinfo")?;
+        let id = text
+            .lines()
+            .find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "vendor_id").then(|| value.trim().to_string())
+            })
+            .ok_or_else(|| InjectError::Malformed {
+                path,
+                what: "it has no vendor_id line".into(),
+            })?;
+        Ok((Vendor::from_vendor_id(&id), id))
+    }
+
+    /// The banks of `cpu`: the `bank<N>` files of `sys/devices/system/machinecheck/machinecheck<cpu>`.
+    pub fn banks(&self, cpu: u32) -> (Ranges, PathBuf) {
+        let dir = self.path(&format!(
+            "sys/devices/system/machinecheck/machinecheck{cpu}"
+        ));
+        let banks = fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| {
+                        e.ok()?
+                            .file_name()
+                            .to_str()?
+                            .strip_prefix("bank")?
+                            .parse()
+                            .ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (Ranges::from_values(banks), dir)
+    }
+
+    /// Whether debugfs is mounted at /sys/kernel/debug, from `proc/mounts`.
+    pub fn debugfs_mounted(&self) -> bool {
+        let Ok((mounts, _)) = self.read("proc/mounts") else {
+            return false;
+        };
+        mounts.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1] == DEBUGFS_MOUNT && f[2] == "debugfs"
+        })
+    }
+
+    /// mce-inject's debugfs directory and all its files are present.
+    pub fn check_mce_inject(&self) -> Result<(), InjectError> {
+        let dir = self.path(debugfs::DIR);
+        if !dir.is_dir() {
+            let loaded = self.path("sys/module/mce_inject").is_dir();
+            let fix = match (loaded, self.debugfs_mounted()) {
+                (false, false) => format!("run `{MOUNT_DEBUGFS}` and `modprobe mce-inject`"),
+                (false, true) => "run `modprobe mce-inject`".into(),
+                (true, false) => format!("run `{MOUNT_DEBUGFS}`"),
+                (true, true) => {
+                    "mce_inject is loaded and debugfs is mounted, yet the directory is absent: \
+                                 is debugfs restricted (kernel lockdown or debugfs=off)?"
+                        .into()
+                }
+            };
+            return Err(InjectError::Missing {
+                what: "mce-inject's debugfs directory".into(),
+                path: dir,
+                fix,
+            });
+        }
+        for file in debugfs::WRITE_ORDER {
+            let path = dir.join(file);
+            if !path.exists() {
+                return Err(InjectError::Missing {
+                    what: format!("mce-inject's `{file}` file"),
+                    path,
+                    fix: "this kernel's mce-inject lacks a field rasdrill always writes".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A set of small numbers written as the kernel writes CPU lists: `0-3,5`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranges(Vec<(u32, u32)>);
+
+impl Ranges {
+    pub fn parse(text: &str) -> Option<Ranges> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(Ranges::default());
+        }
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                None => {
+                    let v = part.parse().ok()?;
+                    (v, v)
+                }
+            };
+            if a > b {
+                return None;
+            }
+            ranges.push((a, b));
+        }
+        Some(Ranges(ranges))
+    }
+
+    pub fn from_values(mut values: Vec<u32>) -> Ranges {
+        values.sort_unstable();
+        values.dedup();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for v in values {
+            match ranges.last_mut() {
+                Some((_, end)) if *end + 1 == v => *end = v,
+                _ => ranges.push((v, v)),
+            }
+        }
+        Ranges(ranges)
+    }
+
+    pub fn contains(&self, v: u32) -> bool {
+        self.0.iter().any(|&(a, b)| a <= v && v <= b)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Ranges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// The record's status has VAL: the kernel (and QEMU) ignore or refuse a record without it.
+pub fn check_valid(r: &MceRecord) -> Result<(), InjectError> {
+    if r.status & status::VAL == 0 {
+        return Err(InjectError::NotValid { status: r.status });
+    }
+    Ok(())
+}
+
+/// Each record can go through mce-inject on this machine: valid status, online CPU, existing
+/// bank, and an AMD CPU for every injection type but `sw`.
+pub fn check_records(
+    m: &Machine,
+    kind: InjectionType,
+    records: &[MceRecord],
+) -> Result<(), InjectError> {
+    let (online, online_path) = m.online_cpus()?;
+    let vendor = if kind.needs_amd() {
+        Some(m.vendor()?)
+    } else {
+        None
+    };
+    for (i, r) in records.iter().enumerate() {
+        let check = || {
+            check_valid(r)?;
+            if !online.contains(r.cpu) {
+                return Err(InjectError::CpuOffline {
+                    cpu: r.cpu,
+                    online: online.to_string(),
+                    path: online_path.clone(),
+                });
+            }
+            let (banks, dir) = m.banks(r.cpu);
+            if !banks.contains(r.bank) {
+                let valid = if banks.is_empty() {
+                    format!("no bank<N> files exist in machinecheck{}", r.cpu)
+                } else {
+                    format!("its banks are {banks}")
+                };
+                return Err(InjectError::NoBank {
+                    cpu: r.cpu,
+                    bank: r.bank,
+                    valid,
+                    path: dir,
+                });
+            }
+            if let Some((v, id)) = &vendor {
+                if *v != Vendor::Amd {
+                    return Err(InjectError::NeedsAmd {
+                        flags: kind.as_str(),
+                        vendor_id: id.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        check().map_err(|e| e.in_record(i, records.len()))?;
+    }
+    Ok(())
+}
+
+/// Every file the plan writes exists and may be written by this process.
+pub fn check_writable(actions: &[Action]) -> Result<(), InjectError> {
+    for a in actions {
+        let Action::Write { path, .. } = a else {
+            continue;
+        };
+        let not_writable = |why: String| InjectError::NotWritable {
+            path: path.clone(),
+            why,
+        };
+        let meta = fs::metadata(path).map_err(|e| not_writable(format!("{e}")))?;
+        let mode = meta.permissions().mode();
+        // kernfs and debugfs refuse writes to a file without write bits even from root, which
+        // access(2) does not report for root: look at the mode too.
+        if mode & 0o222 == 0 {
+            return Err(not_writable(format!(
+                "its mode is {:04o}, without write permission: the kernel refuses writes to it, even from root",
+                mode & 0o7777
+            )));
+        }
+        access(path.as_path(), AccessFlags::W_OK)
+            .map_err(|e| not_writable(format!("{} (are you root?)", e.desc())))?;
+    }
+    Ok(())
+}
+
+/// The checks of [`debugfs_plan`], for a plan already described.
+pub fn check_debugfs(
+    root: &Path,
+    kind: InjectionType,
+    records: &[MceRecord],
+    actions: &[Action],
+) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    m.check_mce_inject()?;
+    check_records(&m, kind, records)?;
+    check_writable(actions)
+}
+
+/// Describes `records` through mce-inject's debugfs files and checks everything: the actions to perform.
+pub fn debugfs_plan(
+    root: &Path,
+    kind: InjectionType,
+    records: &[MceRecord],
+) -> Result<Vec<Action>, InjectError> {
+    let actions = describe_all(&Debugfs::new(root, kind), records)?;
+    check_debugfs(root, kind, records, &actions)?;
+    Ok(actions)
+}
+
+/// All actions for many requests, in order; an error names the request when there are several.
+pub fn describe_all<I: Injector>(
+    injector: &I,
+    requests: &[I::Request],
+) -> Result<Vec<Action>, InjectError> {
+    let mut actions = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        actions.extend(
+            injector
+                .describe(r)
+                .map_err(|e| e.in_record(i, requests.len()))?,
+        );
+    }
+    Ok(actions)
+}
+
+/// The checks of [`amd_ecc_plan`], for a plan already described.
+pub fn check_amd_ecc(
+    root: &Path,
+    req: &EccInjection,
+    actions: &[Action],
+) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    let dir = AmdEcc::new(root).mc_dir(req.mc());
+    if !dir.is_dir() {
+        return Err(InjectError::Missing {
+            what: format!("EDAC memory controller mc{}", req.mc()),
+            path: dir,
+            fix: format!(
+                "load this machine's EDAC driver (amd64_edac); present: {}",
+                present_mcs(&m.path(edac::MC_DIR))
+            ),
+        });
+    }
+    let section = dir.join("inject_section");
+    if !section.exists() {
+        return Err(InjectError::Missing {
+            what: "amd64_edac's DRAM ECC injection".into(),
+            path: section,
+            fix: "amd64_edac offers it only when built with CONFIG_EDAC_DEBUG, on AMD families 0x10 to 0x16".into(),
+        });
+    }
+    check_writable(actions)
+}
+
+/// Describes an amd64_edac DRAM ECC injection and checks everything.
+pub fn amd_ecc_plan(root: &Path, req: &EccInjection) -> Result<Vec<Action>, InjectError> {
+    let actions = AmdEcc::new(root).describe(req)?;
+    check_amd_ecc(root, req, &actions)?;
+    Ok(actions)
+}
+
+/// The checks of [`edac_fake_plan`], for a plan already described.
+pub fn check_edac_fake(
+    root: &Path,
+    req: &FakeInjection,
+    actions: &[Action],
+) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    let dir = EdacFake::new(root).mc_dir(req.mc());
+    if !dir.is_dir() {
+        let fix = if m.debugfs_mounted() {
+            format!(
+                "the EDAC core makes it only when built with CONFIG_EDAC_DEBUG, for a registered memory \
+                 controller; present: {}",
+                present_mcs(&m.path(edac::DEBUGFS_DIR))
+            )
+        } else {
+            format!("run `{MOUNT_DEBUGFS}`")
+        };
+        return Err(InjectError::Missing {
+            what: format!("the EDAC core's fake injection for mc{}", req.mc()),
+            path: dir,
+            fix,
+        });
+    }
+    for (layer, _) in req.layers() {
+        if !dir.join(layer.file()).exists() {
+            let mut layers: Vec<String> = fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    let layer = name.strip_prefix("fake_inject_")?;
+                    (layer != "ue" && layer != "count").then(|| layer.to_string())
+                })
+                .collect();
+            layers.sort();
+            return Err(InjectError::NoLayer {
+                mc: req.mc(),
+                layer: layer.name(),
+                layers: if layers.is_empty() {
+                    "none".into()
+                } else {
+                    layers.join(", ")
+                },
+                path: dir,
+            });
+        }
+    }
+    check_writable(actions)
+}
+
+/// Describes an EDAC core fake injection and checks everything.
+pub fn edac_fake_plan(root: &Path, req: &FakeInjection) -> Result<Vec<Action>, InjectError> {
+    let actions = EdacFake::new(root).describe(req)?;
+    check_edac_fake(root, req, &actions)?;
+    Ok(actions)
+}
+
+/// The `mc<N>` entries of an EDAC directory, for error messages.
+fn present_mcs(dir: &Path) -> String {
+    let mut mcs: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("mc")?.parse::<u32>().ok().map(|_| name)
+        })
+        .collect();
+    mcs.sort();
+    if mcs.is_empty() {
+        "none".into()
+    } else {
+        mcs.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = Ranges::parse("0-3,5\n").unwrap();
+        assert!(r.contains(0) && r.contains(3) && r.contains(5));
+        assert!(!r.contains(4) && !r.contains(6));
+        assert_eq!(r.to_string(), "0-3,5");
+        assert_eq!(Ranges::parse("7").unwrap().to_string(), "7");
+        assert_eq!(Ranges::parse("").unwrap(), Ranges::default());
+        assert_eq!(Ranges::parse("3-1"), None);
+        assert_eq!(Ranges::parse("a"), None);
+        assert_eq!(
+            Ranges::from_values(vec![9, 0, 1, 2, 5, 4, 2]).to_string(),
+            "0-2,4-5,9"
+        );
+    }
+
+    #[test]
+    fn valid_needs_val() {
+        assert!(check_valid(&MceRecord {
+            status: status::VAL,
+            ..Default::default()
+        })
+        .is_ok());
+        let e = check_valid(&MceRecord {
+            status: 0x1c00000000000813,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "status 0x1c00000000000813 has VAL (bit 63) clear: the kernel ignores an invalid record; set VAL, e.g. 0x9c00000000000813"
+        );
+    }
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, content) in files {
+            let p = dir.path().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn vendor_and_cpus_are_read_from_the_root() {
+        let t = tree(&[
+            (
+                "proc/cpuinfo",
+                "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 21\n",
+            ),
+            ("sys/devices/system/cpu/online", "0-1\n"),
+            ("sys/devices/system/machinecheck/machinecheck1/bank0", ""),
+            ("sys/devices/system/machinecheck/machinecheck1/bank1", ""),
+            (
+                "sys/devices/system/machinecheck/machinecheck1/check_interval",
+                "",
+            ),
+        ]);
+        let m = Machine::new(t.path());
+        assert_eq!(
+            m.vendor().unwrap(),
+            (Vendor::Amd, "AuthenticAMD".to_string())
+        );
+        assert_eq!(m.online_cpus().unwrap().0.to_string(), "0-1");
+        assert_eq!(m.banks(1).0.to_string(), "0-1");
+        assert!(m.banks(0).0.is_empty());
+        assert!(!m.debugfs_mounted());
+    }
+
+    #[test]
+    fn unreadable_and_malformed_files_are_named() {
+        let t = tree(&[
+            ("sys/devices/system/cpu/online", "zero\n"),
+            ("proc/cpuinfo", "processor : 0\n"),
+        ]);
+        let m = Machine::new(t.path());
+        let e = m.online_cpus().unwrap_err().to_string();
+        assert!(e.ends_with("online does not look like the kernel's: expected CPU ranges like 0-3,5, found \"zero\""), "{e}");
+        let e = m.vendor().unwrap_err().to_string();
+        assert!(
+            e.ends_with("cpuinfo does not look like the kernel's: it has no vendor_id line"),
+            "{e}"
+        );
+        let e = Machine::new(&t.path().join("nowhere"))
+            .online_cpus()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot read ") && e.contains("No such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn files_without_write_bits_are_refused_even_for_root() {
+        let t = tree(&[("f", "")]);
+        let f = t.path().join("f");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o444)).unwrap();
+        let plan = [Action::Write {
+            path: f.clone(),
+            value: "1".into(),
+        }];
+        let e = check_writable(&plan).unwrap_err().to_string();
+        assert!(
+            e.contains("its mode is 0444, without write permission"),
+            "{e}"
+        );
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o200)).unwrap();
+        check_writable(&plan).unwrap();
+        let missing = [Action::Write {
+            path: t.path().join("nope"),
+            value: "1".into(),
+        }];
+        assert!(check_writable(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("No such file"));
+        // Monitor lines are not files.
+        check_writable(&[Action::Monitor { line: "mce".into() }]).unwrap();
+    }
+}
