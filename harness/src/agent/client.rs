@@ -7,11 +7,12 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 
 use super::protocol::{
-    to_line, Envelope, ExitInfo, FromAgent, InjectFlags, KmsgRecord, Ready, Reply, Request,
-    RunOutput, RunSpec, SpawnSpec, Spawned, TraceBatch,
+    to_line, Envelope, ExitInfo, FromAgent, KmsgRecord, Ready, Reply, Request, RunOutput, RunSpec,
+    SpawnSpec, Spawned, TraceBatch,
 };
 
 /// Talking to the agent failed.
@@ -223,11 +224,11 @@ impl AgentClient {
         }
     }
 
-    /// Injects through mce-inject; returns the writes made, in order.
+    /// Injects through mce-inject (the agent runs the preflight first); returns the writes made.
     pub fn inject(
         &mut self,
         record: &MceRecord,
-        flags: InjectFlags,
+        flags: InjectionType,
         deadline: Instant,
     ) -> Result<Vec<String>, ClientError> {
         let request = Request::Inject {

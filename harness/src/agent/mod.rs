@@ -23,7 +23,8 @@ use std::path::PathBuf;
 
 pub use client::{wait_until, AgentClient, ClientError, WaitError};
 pub use config::{AgentConfig, ConfigError, SetupStep, CONFIG_PATH};
-pub use protocol::{InjectFlags, Ready, RunSpec, SpawnSpec};
+pub use protocol::{Ready, RunSpec, SpawnSpec};
+pub use rasdrill_inject::debugfs::InjectionType;
 
 /// The agent could not start or keep serving.
 #[derive(Debug, thiserror::Error)]

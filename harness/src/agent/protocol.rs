@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +27,11 @@ pub struct Envelope {
 pub enum Request {
     /// The `Ready` facts again (for a host that connected late).
     Status,
-    /// Deliver a record through mce-inject's debugfs files.
+    /// Deliver a record through mce-inject's debugfs files, after the inject crate's preflight.
     Inject {
         record: MceRecord,
-        flags: InjectFlags,
+        #[serde(with = "injection_type")]
+        flags: InjectionType,
     },
     /// Kernel log records with a sequence number above `after`.
     Kmsg { after: Option<u64> },
@@ -55,19 +57,18 @@ pub enum Request {
     Poweroff,
 }
 
-/// The mce-inject `flags` file: how the record is raised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InjectFlags {
-    /// Straight to the decoder chain and the tracepoint; no #MC.
-    #[default]
-    Sw,
-    /// Write the bank MSRs and raise #MC (or let the poller find a corrected error).
-    Hw,
-    /// Deferred-error interrupt (AMD).
-    Df,
-    /// Threshold interrupt (AMD).
-    Th,
+/// mce-inject's `flags` on the wire: the word the kernel accepts (`sw`, `hw`, `df`, `th`).
+mod injection_type {
+    use rasdrill_inject::debugfs::InjectionType;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &InjectionType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InjectionType, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
 }
 
 /// A command for `Run`.
@@ -238,7 +239,7 @@ mod tests {
             Request::Status,
             Request::Inject {
                 record,
-                flags: InjectFlags::Hw,
+                flags: InjectionType::Hw,
             },
             Request::Kmsg { after: None },
             Request::Kmsg {
@@ -356,5 +357,21 @@ mod tests {
         );
         let unknown = r#"{"id":1,"request":{"kind":"kmsg","after":1,"extra":2}}"#;
         assert!(serde_json::from_str::<Envelope>(unknown).is_err());
+        let record = serde_json::to_value(MceRecord::default()).unwrap();
+        let inject = serde_json::json!({"id": 1, "request": {"kind": "inject", "record": record, "flags": "th"}});
+        let envelope: Envelope = serde_json::from_value(inject.clone()).unwrap();
+        assert!(matches!(
+            envelope.request,
+            Request::Inject {
+                flags: InjectionType::Th,
+                ..
+            }
+        ));
+        let mut bad = inject;
+        bad["request"]["flags"] = "hardware".into();
+        let err = serde_json::from_value::<Envelope>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected sw, hw, df or th"), "{err}");
     }
 }

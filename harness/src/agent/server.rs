@@ -8,11 +8,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rasdrill_inject::{Action, MceRecord};
+use rasdrill_inject::debugfs::InjectionType;
+use rasdrill_inject::{preflight, InjectError, MceRecord, PerformError};
 
 use super::kmsg;
 use super::process::{self, Children, Daemons, ProcessError};
-use super::protocol::{to_line, Envelope, FromAgent, InjectFlags, Ready, Reply, Request};
+use super::protocol::{to_line, Envelope, FromAgent, Ready, Reply, Request};
 use super::trace::TraceBuffer;
 
 /// Where the agent finds the files it serves: `/` in the guest, a directory in tests.
@@ -63,6 +64,10 @@ pub enum RequestError {
     Process(#[from] ProcessError),
     #[error("trace events are not available: {0}")]
     Trace(String),
+    #[error("injection refused before any write: {0}")]
+    Refused(#[from] InjectError),
+    #[error(transparent)]
+    Inject(#[from] PerformError),
 }
 
 fn file_error<'a>(
@@ -166,44 +171,14 @@ impl Agent {
         }
     }
 
-    fn inject(&self, record: &MceRecord, flags: InjectFlags) -> Result<Reply, RequestError> {
-        let actions = mce_inject_writes(&self.env.debugfs(), record, flags);
-        let mut writes = Vec::new();
-        for action in actions {
-            if let Action::Write { path, value } = &action {
-                std::fs::write(path, value).map_err(file_error("write", path))?;
-            }
-            writes.push(action.to_string());
-        }
-        Ok(Reply::Injected { writes })
+    /// Checks the record against this machine completely, then writes mce-inject's files.
+    fn inject(&self, record: &MceRecord, kind: InjectionType) -> Result<Reply, RequestError> {
+        let actions = preflight::debugfs_plan(&self.env.root, kind, std::slice::from_ref(record))?;
+        rasdrill_inject::perform(&actions)?;
+        Ok(Reply::Injected {
+            writes: actions.iter().map(ToString::to_string).collect(),
+        })
     }
-}
-
-/// The mce-inject write sequence (reference/kernel-interfaces.md section 1): flags, cpu,
-/// the registers, and `bank` last because writing it triggers the injection.
-// TODO(agent): replace with the inject crate's debugfs injector and preflight once it lands.
-fn mce_inject_writes(debugfs: &Path, record: &MceRecord, flags: InjectFlags) -> Vec<Action> {
-    let dir = debugfs.join("mce-inject");
-    let flags = match flags {
-        InjectFlags::Sw => "sw",
-        InjectFlags::Hw => "hw",
-        InjectFlags::Df => "df",
-        InjectFlags::Th => "th",
-    };
-    let write = |file: &str, value: String| Action::Write {
-        path: dir.join(file),
-        value,
-    };
-    vec![
-        write("flags", flags.to_string()),
-        write("cpu", record.cpu.to_string()),
-        write("status", format!("{:#x}", record.status)),
-        write("addr", format!("{:#x}", record.addr)),
-        write("misc", format!("{:#x}", record.misc)),
-        write("synd", format!("{:#x}", record.synd)),
-        write("ipid", format!("{:#x}", record.ipid)),
-        write("bank", record.bank.to_string()),
-    ]
 }
 
 /// Sends `Ready`, then answers requests until the host asks for power-off or the input ends.

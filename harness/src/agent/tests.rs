@@ -7,12 +7,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sys::stat::Mode;
+use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 
 use super::client::{wait_until, AgentClient, ClientError};
 use super::init::probe_ready;
 use super::process::Children;
-use super::protocol::{InjectFlags, RunSpec, SpawnSpec};
+use super::protocol::{RunSpec, SpawnSpec};
 use super::server::{serve, Agent, Ending, Environment};
 use super::trace::TraceBuffer;
 
@@ -41,11 +42,27 @@ fn start_guest() -> Guest {
          4,2,5000,-;mce: [Hardware Error]: Machine check events logged\n SUBSYSTEM=cpu\n",
     )
     .unwrap();
+    // What the inject crate's preflight reads: online CPUs, their banks, the vendor, mce-inject.
+    std::fs::create_dir_all(env.path("/sys/devices/system/cpu")).unwrap();
+    std::fs::write(env.path("/sys/devices/system/cpu/online"), "0-1\n").unwrap();
+    for cpu in 0..2 {
+        let device = env.path(format!(
+            "/sys/devices/system/machinecheck/machinecheck{cpu}"
+        ));
+        std::fs::create_dir_all(&device).unwrap();
+        for bank in 0..10 {
+            std::fs::write(device.join(format!("bank{bank}")), "ffffffffffffffff\n").unwrap();
+        }
+    }
+    std::fs::create_dir_all(env.path("/proc")).unwrap();
+    std::fs::write(
+        env.path("/proc/cpuinfo"),
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\n",
+    )
+    .unwrap();
     let inject_dir = env.debugfs().join("mce-inject");
     std::fs::create_dir_all(&inject_dir).unwrap();
-    for file in [
-        "flags", "cpu", "status", "addr", "misc", "synd", "ipid", "bank",
-    ] {
+    for file in rasdrill_inject::debugfs::WRITE_ORDER {
         std::fs::write(inject_dir.join(file), "").unwrap();
     }
     let trace_pipe = root.path().join("trace_pipe");
@@ -121,33 +138,50 @@ fn kmsg_with_a_cursor() {
 }
 
 #[test]
-fn inject_writes_mce_inject_files_with_bank_last() {
+fn inject_checks_then_writes_mce_inject_files_with_bank_last() {
     let mut guest = start_guest();
     guest.client.wait_ready(soon()).unwrap();
-    let record = MceRecord {
+    let dir = guest.root.path().join("sys/kernel/debug/mce-inject");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let mut record = MceRecord {
         cpu: 1,
-        bank: 4,
+        bank: 12,
         status: 0x9c7d_4100_9208_0813,
         addr: 0x1234_5000,
         ..MceRecord::default()
     };
+    let err = guest
+        .client
+        .inject(&record, InjectionType::Hw, soon())
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Agent { message, .. }
+            if message.contains("injection refused before any write: bank 12")),
+        "{err}"
+    );
+    assert_eq!(
+        read("flags"),
+        "",
+        "nothing may be written when the preflight refuses"
+    );
+
+    record.bank = 4;
     let writes = guest
         .client
-        .inject(&record, InjectFlags::Sw, soon())
+        .inject(&record, InjectionType::Hw, soon())
         .unwrap();
-    let dir = guest.root.path().join("sys/kernel/debug/mce-inject");
     assert_eq!(
         writes.first().unwrap(),
-        &format!("write {} sw", dir.join("flags").display())
+        &format!("write {} hw", dir.join("flags").display())
     );
     assert_eq!(
         writes.last().unwrap(),
         &format!("write {} 4", dir.join("bank").display())
     );
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert_eq!(read("status"), "0x9c7d410092080813");
-    assert_eq!(read("addr"), "0x12345000");
-    assert_eq!(read("cpu"), "1");
+    assert_eq!(read("flags"), "hw\n");
+    assert_eq!(read("status"), "0x9c7d410092080813\n");
+    assert_eq!(read("addr"), "0x12345000\n");
+    assert_eq!(read("cpu"), "1\n");
 }
 
 #[test]
