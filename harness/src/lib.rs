@@ -1,3 +1,4 @@
 //! The rasdrill engine: everything the `rasdrill` binary does, as a library.
 pub mod profile;
 pub mod agent;
+pub mod scenario;

@@ -1,0 +1,398 @@
+//! Scenarios: the YAML files `rasdrill run` executes, their schema and their validation.
+//!
+//! A scenario is read completely and checked before anything boots; every problem of every file
+//! is reported at once, each with its file, line, column and field (see `docs/scenarios.md`).
+//!
+//! ```no_run
+//! # use std::path::PathBuf;
+//! let scenarios = rasdrill::scenario::load(&[PathBuf::from("scenarios")])?;
+//! for s in &scenarios {
+//!     for step in &s.steps {
+//!         println!("{}: {}", s.name, step);
+//!     }
+//! }
+//! # Ok::<(), rasdrill::scenario::Invalid>(())
+//! ```
+
+mod mce_file;
+mod parse;
+mod problem;
+mod read;
+mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use rasdrill_inject::debugfs::InjectionType;
+pub use rasdrill_inject::edac::{EccAccess, EccInjection, FakeInjection, Layer};
+use rasdrill_inject::{MceRecord, Vendor};
+use regex::Regex;
+
+use crate::profile::Profile;
+
+pub use problem::{Invalid, Problem};
+pub use yaml::Loc;
+
+/// Where `rasdrill run` looks when given no path.
+pub const DEFAULT_DIR: &str = "scenarios";
+
+/// Every QEMU x86 CPU model has 10 MCA banks (MCG_CAP[7:0] = 10; reference/guest-facts.md).
+pub const GUEST_BANKS: u32 = 10;
+
+/// The kernel keeps at most 32 banks per CPU (MAX_NR_BANKS): no bank number above is real.
+pub const MAX_BANKS: u32 = 32;
+
+/// A validated scenario: everything the runner needs, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it was read from, as given (relative paths stay relative).
+    pub file: PathBuf,
+    /// Unique among the scenarios of one run; names the golden files.
+    pub name: String,
+    pub description: String,
+    pub target: Target,
+    pub setup: Setup,
+    pub collectors: Vec<Collector>,
+    pub steps: Vec<Step>,
+    /// Names of the collectors whose normalised output is compared with golden files.
+    pub compare: Vec<String>,
+}
+
+/// Where the errors go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A throw-away QEMU guest.
+    Guest(Machine),
+    /// This machine; `root` is a directory tree that stands in for `/` (fake sysfs/debugfs).
+    Local { root: Option<PathBuf> },
+}
+
+/// The guest machine. Its CPU model picks the decoders (kernel and rasdaemon): always pinned.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// The profile it came from, if the scenario named one.
+    pub profile: Option<&'static Profile>,
+    /// QEMU's `-cpu` value.
+    pub cpu_model: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// Guessed from the CPU model; decides which status bits and injection flags make sense.
+    pub vendor: Vendor,
+    pub kernel: Option<KernelOverride>,
+}
+
+/// A kernel other than the default one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelOverride {
+    /// A bzImage or an uncompressed vmlinux.
+    pub path: PathBuf,
+    /// The `lib/modules/<release>` directory that goes with it.
+    pub modules: Option<PathBuf>,
+}
+
+/// What is prepared before the first step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// Modules loaded before the first step (the machine profile's decoder modules come too).
+    pub modules: Vec<String>,
+    /// The machine-check poll interval (`check_interval`), which bounds when a corrected error
+    /// injected through QEMU is seen.
+    pub poll_interval: Duration,
+    /// Write 1 to `<debugfs>/mce/fake_panic`: a fatal machine check logs instead of panicking.
+    pub fake_panic: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            modules: Vec::new(),
+            poll_interval: Duration::from_secs(1),
+            fake_panic: false,
+        }
+    }
+}
+
+/// Something that gathers what the decoders said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collector {
+    /// `kmsg`, `trace`, `rasdaemon`, or a command collector's own name.
+    pub name: String,
+    pub kind: CollectorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectorKind {
+    /// The kernel log.
+    Kmsg,
+    /// Tracepoints, `group/event` (e.g. `mce/mce_record`).
+    Trace { events: Vec<String> },
+    /// rasdaemon's decoded events.
+    Rasdaemon,
+    /// Any command: `start` before the first step, `collect` for the output, `stop` at the end.
+    Command {
+        start: Option<Vec<String>>,
+        collect: Vec<String>,
+        stop: Option<Vec<String>>,
+    },
+}
+
+/// One step, in order.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Position in `steps`, from 0.
+    pub index: usize,
+    /// Where the step starts in the scenario file.
+    pub loc: Loc,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Inject(Inject),
+    Wait(Wait),
+    /// The guest must panic; always the last step.
+    ExpectPanic(ExpectPanic),
+    /// A plain pause (prefer `wait`).
+    Sleep(Duration),
+}
+
+/// An injection: the records (or the EDAC request) and the way they are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inject {
+    /// QEMU's `mce` monitor command, one per record; `broadcast` is its `-b`.
+    Qemu {
+        records: Vec<MceRecord>,
+        broadcast: bool,
+    },
+    /// The kernel's mce-inject debugfs files, one injection per record.
+    Debugfs {
+        records: Vec<MceRecord>,
+        flags: InjectionType,
+    },
+    /// An EDAC memory-controller injection.
+    Edac(EdacRequest),
+}
+
+impl Inject {
+    /// The MCE records this step injects (none for EDAC).
+    pub fn records(&self) -> &[MceRecord] {
+        match self {
+            Inject::Qemu { records, .. } | Inject::Debugfs { records, .. } => records,
+            Inject::Edac(_) => &[],
+        }
+    }
+
+    pub fn via(&self) -> &'static str {
+        match self {
+            Inject::Qemu { .. } => "qemu",
+            Inject::Debugfs { .. } => "debugfs",
+            Inject::Edac(_) => "edac",
+        }
+    }
+}
+
+/// An EDAC injection request (reference/kernel-interfaces.md section 5), range-checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdacRequest {
+    /// amd64_edac's `inject_*` files, then a DRAM read or write.
+    Amd64(EccInjection),
+    /// The EDAC core's `fake_inject` (CONFIG_EDAC_DEBUG), reported through `ras:mc_event`.
+    Fake(FakeInjection),
+}
+
+/// Wait until a collector has seen enough, or fail at the deadline.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub collector: String,
+    pub until: WaitFor,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// At least this many records (what a record is, the collector says).
+    Records(u32),
+    /// A line matching this pattern.
+    Line(Regex),
+}
+
+/// The guest must panic within `timeout`, with a panic line matching `message` if given.
+#[derive(Debug, Clone)]
+pub struct ExpectPanic {
+    pub timeout: Duration,
+    pub message: Option<Regex>,
+}
+
+impl Scenario {
+    /// The machine, for a guest scenario.
+    pub fn machine(&self) -> Option<&Machine> {
+        match &self.target {
+            Target::Guest(m) => Some(m),
+            Target::Local { .. } => None,
+        }
+    }
+
+    pub fn collector(&self, name: &str) -> Option<&Collector> {
+        self.collectors.iter().find(|c| c.name == name)
+    }
+
+    /// Every MCE record the scenario injects, in order (the inline ones and those of files).
+    pub fn records(&self) -> impl Iterator<Item = &MceRecord> {
+        self.steps.iter().flat_map(|s| match &s.kind {
+            StepKind::Inject(inject) => inject.records(),
+            _ => &[],
+        })
+    }
+
+    /// Whether the guest is expected to panic (the last step is `expect_panic`).
+    pub fn expects_panic(&self) -> bool {
+        matches!(
+            self.steps.last().map(|s| &s.kind),
+            Some(StepKind::ExpectPanic(_))
+        )
+    }
+}
+
+impl fmt::Display for Step {
+    /// `steps[1] (line 14): wait for kmsg: a line matching "DRAM ECC"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "steps[{}] (line {}): {}",
+            self.index, self.loc.line, self.kind
+        )
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepKind::Inject(Inject::Edac(EdacRequest::Amd64(ecc))) => {
+                write!(f, "inject via edac: amd64_edac ECC error on mc{}", ecc.mc())
+            }
+            StepKind::Inject(Inject::Edac(EdacRequest::Fake(fake))) => {
+                write!(f, "inject via edac: fake error on mc{}", fake.mc())
+            }
+            StepKind::Inject(inject) => {
+                write!(f, "inject via {}: ", inject.via())?;
+                match inject.records() {
+                    [one] => write!(
+                        f,
+                        "cpu {} bank {} status {:#018x}",
+                        one.cpu, one.bank, one.status
+                    ),
+                    many => write!(f, "{} records", many.len()),
+                }
+            }
+            StepKind::Wait(w) => {
+                write!(f, "wait for {}: ", w.collector)?;
+                match &w.until {
+                    WaitFor::Records(1) => f.write_str("1 record")?,
+                    WaitFor::Records(n) => write!(f, "{n} records")?,
+                    WaitFor::Line(re) => write!(f, "a line matching {:?}", re.as_str())?,
+                }
+                write!(f, " within {} s", w.timeout.as_secs_f64())
+            }
+            StepKind::ExpectPanic(p) => {
+                write!(f, "expect a panic within {} s", p.timeout.as_secs_f64())?;
+                match &p.message {
+                    Some(re) => write!(f, " matching {:?}", re.as_str()),
+                    None => Ok(()),
+                }
+            }
+            StepKind::Sleep(d) => write!(f, "sleep {} ms", d.as_millis()),
+        }
+    }
+}
+
+/// Loads and validates the scenarios named by `paths`: files, and directories (every `*.yaml`
+/// directly inside, sorted by name). Reports every problem of every file, or none.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Scenario>, Invalid> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        match scenario_files(path) {
+            Ok(found) => files.extend(found),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for file in files {
+        match load_file(&file) {
+            Ok(s) => {
+                if let Some(other) = scenarios.iter().find(|o| o.name == s.name) {
+                    problems.push(Problem {
+                        file: s.file.clone(),
+                        loc: Loc::default(),
+                        field: "name".into(),
+                        message: format!(
+                            "`{}` is also the name of {}: golden files are named after scenarios, \
+                             so names must be unique",
+                            s.name,
+                            other.file.display()
+                        ),
+                    });
+                } else {
+                    scenarios.push(s);
+                }
+            }
+            Err(invalid) => problems.extend(invalid.problems),
+        }
+    }
+    if problems.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(Invalid { problems })
+    }
+}
+
+/// Loads and validates one scenario file.
+pub fn load_file(file: &Path) -> Result<Scenario, Invalid> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => from_str(file, &text),
+        Err(e) => Err(Invalid {
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                loc: Loc::default(),
+                field: String::new(),
+                message: format!("cannot read the scenario: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Validates a scenario's text; `file` names it in errors and anchors its relative paths.
+pub fn from_str(file: &Path, text: &str) -> Result<Scenario, Invalid> {
+    parse::scenario(file, text).map_err(|problems| Invalid { problems })
+}
+
+fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let problem = |message: String| Problem {
+        file: path.to_path_buf(),
+        loc: Loc::default(),
+        field: String::new(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| problem(format!("cannot list: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| problem(format!("cannot list: {e}")))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x == "yaml") && p.is_file() {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        return Err(problem("no scenarios here (expected *.yaml files)".into()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests;

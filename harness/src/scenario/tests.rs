@@ -1,0 +1,361 @@
+//! Scenario loading and validation, with example scenarios as fixtures.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rasdrill_inject::status::{ADDRV, EN, MISCV, UC, VAL};
+
+use super::*;
+
+/// The family 15h DRAM ECC example from reference/kernel-interfaces.md, through QEMU.
+const AMD_DRAM_CE: &str = r#"
+name: amd-f15h-dram-ce
+description: A corrected DRAM ECC error on bank 4, decoded by edac_mce_amd
+machine:
+  profile: amd-f15h
+setup:
+  modules: [mce-inject]
+  poll_interval_s: 1
+collectors:
+  - kmsg
+  - trace: {events: [mce/mce_record]}
+  - rasdaemon
+steps:
+  - inject:
+      via: qemu
+      cpu: 1
+      bank: 4
+      status: 0x9c7d410092080813
+      addr: 0x12345000
+  - wait: {collector: kmsg, line: "DRAM ECC error", timeout_s: 5}
+  - wait: {collector: trace, records: 1}
+compare: [kmsg, trace]
+"#;
+
+/// An Intel machine, records from an mce-inject file, a command collector and a panic.
+const SKX_FILE_PANIC: &str = r#"
+name: skx-uc-panic
+description: Two records from a file through debugfs, then a fatal error through QEMU
+machine: {cpu_model: Skylake-Server, vcpus: 4, memory_mib: 512}
+collectors:
+  - kmsg
+  - command: {name: mce-counts, collect: [cat, /proc/interrupts], stop: ["true"]}
+steps:
+  - inject: {via: debugfs, file: two.mce, flags: sw}
+  - sleep_ms: 100
+  - inject:
+      via: qemu
+      bank: 1
+      status: {bits: [VAL, UC, EN, PCC], mca_code: 0x0150}
+      mcgstatus: 0x5
+  - expect_panic: {timeout_s: 5, message: "Fatal (local )?machine check"}
+"#;
+
+const TWO_RECORDS: &str =
+    "CPU 3 BANK 2\nSTATUS CORRECTED 0x0010\nADDR 0x1000\n\nCPU 0 BANK 0 STATUS VAL EN\n";
+
+/// A local target: an EDAC fake injection against a tree standing in for the hardware.
+const LOCAL_EDAC: &str = r#"
+name: local-edac-fake
+description: The EDAC core's fake injection on a tree that stands in for mc0
+target: {local: {root: tree}}
+collectors: [{trace: {events: [ras/mc_event]}}]
+steps:
+  - inject: {via: edac, mc: 0, fake_inject: {csrow: 1, channel: 0, ue: true, count: 2}}
+  - wait: {collector: trace, records: 2, timeout_s: 0.5}
+"#;
+
+/// Writes `files` into a fresh directory; returns it (kept alive by the guard).
+fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        if name.ends_with('/') {
+            fs::create_dir_all(&path).unwrap();
+        } else {
+            fs::write(&path, text).unwrap();
+        }
+    }
+    dir
+}
+
+/// Problems as text, with the temporary directory replaced so that expectations are stable.
+fn rendered(invalid: &Invalid, dir: &Path) -> String {
+    invalid
+        .to_string()
+        .replace(&format!("{}/", dir.display()), "")
+}
+
+fn invalid(name: &str, text: &str) -> String {
+    from_str(Path::new(name), text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_amd_example_loads_with_its_defaults_filled_in() {
+    let s = from_str(Path::new("scenarios/amd.yaml"), AMD_DRAM_CE).unwrap();
+    assert_eq!(s.name, "amd-f15h-dram-ce");
+    let m = s.machine().unwrap();
+    assert_eq!(m.cpu_model, "EPYC,-hypervisor,family=21,model=2");
+    assert_eq!((m.vcpus, m.memory_mib, m.vendor), (2, 256, Vendor::Amd));
+    assert_eq!(s.setup.modules, ["mce-inject"]);
+    assert_eq!(s.setup.poll_interval, Duration::from_secs(1));
+    let names: Vec<&str> = s.collectors.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["kmsg", "trace", "rasdaemon"]);
+    assert_eq!(s.compare, ["kmsg", "trace"]);
+
+    let StepKind::Inject(Inject::Qemu { records, broadcast }) = &s.steps[0].kind else {
+        panic!("step 0 is a QEMU injection: {:?}", s.steps[0]);
+    };
+    assert!(!broadcast);
+    let expected = MceRecord {
+        cpu: 1,
+        bank: 4,
+        status: 0x9c7d_4100_9208_0813,
+        addr: 0x1234_5000,
+        ..MceRecord::default()
+    };
+    assert_eq!(records, &[expected]);
+    assert_eq!(
+        s.steps[1].loc,
+        Loc {
+            line: 20,
+            column: 5
+        }
+    );
+    assert_eq!(
+        s.steps[1].to_string(),
+        "steps[1] (line 20): wait for kmsg: a line matching \"DRAM ECC error\" within 5 s"
+    );
+    assert_eq!(
+        s.steps[2].to_string(),
+        "steps[2] (line 21): wait for trace: 1 record within 10 s"
+    );
+    assert!(!s.expects_panic());
+}
+
+#[test]
+fn records_come_from_mce_inject_files_relative_to_the_scenario() {
+    let dir = dir_with(&[("s/skx.yaml", SKX_FILE_PANIC), ("s/two.mce", TWO_RECORDS)]);
+    let s = load_file(&dir.path().join("s/skx.yaml")).unwrap();
+    assert_eq!(s.machine().unwrap().vendor, Vendor::Intel);
+    let StepKind::Inject(Inject::Debugfs { records, flags }) = &s.steps[0].kind else {
+        panic!("step 0 is a debugfs injection");
+    };
+    assert_eq!(*flags, InjectionType::Sw);
+    assert_eq!(records.len(), 2);
+    assert_eq!((records[0].cpu, records[0].bank), (3, 2));
+    assert_eq!(records[0].status, VAL | EN | ADDRV | 0x10);
+    assert_eq!(records[1].status, VAL | EN);
+
+    let StepKind::Inject(Inject::Qemu { records, .. }) = &s.steps[2].kind else {
+        panic!("step 2 is a QEMU injection");
+    };
+    assert_eq!(records[0].status, VAL | UC | EN | (1 << 57) | 0x150);
+    assert_eq!(records[0].mcgstatus, 5);
+    assert!(s.expects_panic());
+    let CollectorKind::Command {
+        start,
+        collect,
+        stop,
+    } = &s.collectors[1].kind
+    else {
+        panic!("the second collector is a command");
+    };
+    assert_eq!(
+        (start, collect, stop),
+        (
+            &None,
+            &vec!["cat".to_string(), "/proc/interrupts".into()],
+            &Some(vec!["true".into()])
+        )
+    );
+    assert_eq!(
+        s.compare,
+        ["kmsg", "mce-counts"],
+        "compare defaults to every collector"
+    );
+    assert_eq!(s.records().count(), 3);
+}
+
+#[test]
+fn a_local_scenario_takes_a_root_tree_and_edac_requests() {
+    let dir = dir_with(&[("local.yaml", LOCAL_EDAC), ("tree/", "")]);
+    let s = load_file(&dir.path().join("local.yaml")).unwrap();
+    let Target::Local { root } = &s.target else {
+        panic!("local target")
+    };
+    assert_eq!(root.as_deref(), Some(dir.path().join("tree").as_path()));
+    let StepKind::Inject(Inject::Edac(request)) = &s.steps[0].kind else {
+        panic!("edac step")
+    };
+    let expected = FakeInjection::new(0, &[(Layer::Channel, 0), (Layer::Csrow, 1)], true, 2).unwrap();
+    assert_eq!(request, &EdacRequest::Fake(expected));
+    let StepKind::Wait(wait) = &s.steps[1].kind else {
+        panic!("wait step")
+    };
+    assert_eq!(wait.timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_with_line_column_and_field() {
+    let text = r#"
+name: Bad_Name
+machine: {profile: amd-f15h, vcpus: 2}
+colectors: [kmsg]
+collectors: [kmsg, {trace: {events: [mce_record]}}]
+steps:
+  - inject: {via: qemu, cpu: 2, bank: 40, status: 0x1c00000000000000, synd: 1}
+  - expect_panic: {timeout_s: 900}
+  - wait: {collector: rasdaemon, records: 0}
+  - inject: {via: debugfs, bank: 017, status: {bits: [VAL, BOGUS]}, mcgstatus: 1}
+  - sleep_ms: "200"
+compare: [kmsg, mcelog]
+"#;
+    insta::assert_snapshot!(invalid("scenarios/bad.yaml", text));
+}
+
+#[test]
+fn the_target_decides_which_injectors_and_steps_make_sense() {
+    let text = r#"
+name: local-misuse
+description: QEMU and a panic on the local machine, a machine where none belongs
+target: local
+machine: {profile: intel-skx}
+steps:
+  - inject: {via: qemu, bank: 4, status: 0x9c00000000000000}
+  - inject: {via: edac, section: 4, word: 0, ecc_vector: 0x10000, access: fetch}
+  - expect_panic: {}
+"#;
+    insta::assert_snapshot!(invalid("scenarios/local.yaml", text));
+}
+
+#[test]
+fn missing_sections_and_wrong_shapes_are_explained() {
+    assert_eq!(
+        invalid("s.yaml", ""),
+        "s.yaml:1:1: expected a mapping with keys `name`, `description`, `machine`, `target`, \
+         `setup`, `collectors`, `steps`, `compare`, found nothing (null)"
+    );
+    assert_eq!(
+        invalid("s.yaml", "name: x\ndescription: d\nsteps: []\n"),
+        "s.yaml:1:1: missing `machine`: a guest scenario pins its machine, e.g. `machine: \
+         {profile: amd-f15h}` (profiles: amd-f15h, amd-k8, intel-skx)\n\
+         s.yaml:3:8: steps: is empty: a scenario does at least one thing"
+    );
+    assert_eq!(
+        invalid(
+            "s.yaml",
+            "name: x\ndescription: d\nmachine: {profile: amd-k8}\nsteps:\n  - wait\n"
+        ),
+        "s.yaml:5:5: steps[0].wait: needs settings, e.g. `- wait: {collector: kmsg, records: 1}`"
+    );
+    assert_eq!(
+        invalid("s.yaml", "name: x\ndescription: d\nname: y\n"),
+        "s.yaml:3:1: duplicate mapping key: name, set DuplicateKeyPolicy in Options if acceptable"
+    );
+}
+
+#[test]
+fn status_bits_and_codes_build_the_status() {
+    let text = r#"
+name: bits
+description: status from named bits
+machine: {profile: amd-f15h}
+steps:
+  - inject:
+      via: debugfs
+      bank: 4
+      status: {bits: [VAL, EN, MISCV, ADDRV, CECC], mca_code: 0x0813, model_code: 0x9208}
+      flags: hw
+"#;
+    let s = from_str(Path::new("s.yaml"), text).unwrap();
+    let r = s.records().next().unwrap();
+    assert_eq!(r.status, VAL | EN | MISCV | ADDRV | (1 << 46) | 0x9208_0813);
+    let StepKind::Inject(Inject::Debugfs { flags, .. }) = &s.steps[0].kind else {
+        panic!()
+    };
+    assert_eq!(*flags, InjectionType::Hw);
+
+    let intel = text.replace("amd-f15h", "intel-skx");
+    assert_eq!(
+        invalid("s.yaml", &intel),
+        "s.yaml:10:14: steps[0].inject.flags: `hw` is AMD only (mce-inject writes AMD bank MSRs); \
+         this machine is Intel: use sw"
+    );
+}
+
+#[test]
+fn problems_inside_an_mce_file_point_into_that_file() {
+    let scenario = SKX_FILE_PANIC.replace("vcpus: 4", "vcpus: 2");
+    let dir = dir_with(&[("skx.yaml", &scenario), ("two.mce", TWO_RECORDS)]);
+    let err = load_file(&dir.path().join("skx.yaml")).unwrap_err();
+    assert_eq!(
+        rendered(&err, dir.path()),
+        "two.mce:1:1: steps[0].inject.file (record 1 of 2): cpu: 3 is out of range (the guest has \
+         2 vCPUs: 0-1)"
+    );
+
+    let dir = dir_with(&[
+        ("skx.yaml", SKX_FILE_PANIC),
+        ("two.mce", "CPU 0 BANK 1\nSTATUS 9c00\n"),
+    ]);
+    let err = load_file(&dir.path().join("skx.yaml")).unwrap_err();
+    let text = rendered(&err, dir.path());
+    assert!(
+        text.starts_with("two.mce:2:8: steps[0].inject.file: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("0x9c00"),
+        "the parser's hint survives: {text}"
+    );
+
+    let dir = dir_with(&[("skx.yaml", SKX_FILE_PANIC)]);
+    let err = load_file(&dir.path().join("skx.yaml")).unwrap_err();
+    assert_eq!(
+        rendered(&err, dir.path()),
+        "skx.yaml:9:34: steps[0].inject.file: two.mce is not an existing file (paths are relative \
+         to the scenario file)"
+    );
+}
+
+#[test]
+fn a_directory_loads_its_yaml_files_sorted_and_names_are_unique() {
+    let dir = dir_with(&[
+        ("b.yaml", AMD_DRAM_CE),
+        ("a.yaml", &AMD_DRAM_CE.replace("amd-f15h-dram-ce", "first")),
+        ("notes.txt", "not a scenario"),
+    ]);
+    let all = load(&[dir.path().to_path_buf()]).unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["first", "amd-f15h-dram-ce"]);
+
+    let copy = dir.path().join("c.yaml");
+    fs::copy(dir.path().join("b.yaml"), &copy).unwrap();
+    let err = load(&[dir.path().to_path_buf()]).unwrap_err();
+    assert_eq!(
+        rendered(&err, dir.path()),
+        "c.yaml: name: `amd-f15h-dram-ce` is also the name of b.yaml: golden files are named after \
+         scenarios, so names must be unique"
+    );
+}
+
+#[test]
+fn problems_from_several_files_and_missing_paths_come_together() {
+    let dir = dir_with(&[("x.yaml", "name: [\n"), ("empty/", "")]);
+    let paths: Vec<PathBuf> = ["x.yaml", "empty", "nowhere"]
+        .iter()
+        .map(|p| dir.path().join(p))
+        .collect();
+    let err = load(&paths).unwrap_err();
+    let text = rendered(&err, dir.path());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "empty: no scenarios here (expected *.yaml files)");
+    assert!(lines[1].starts_with("nowhere: cannot read: "), "{text}");
+    assert_eq!(lines[2], "x.yaml:1:7: unclosed bracket '['");
+}
