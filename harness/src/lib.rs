@@ -2,3 +2,4 @@
 pub mod profile;
 pub mod agent;
 pub mod scenario;
+pub mod normalize;
