@@ -410,3 +410,12 @@ fn wait_until_reports_attempts_and_elapsed_time() {
         "{text}"
     );
 }
+
+#[test]
+fn run_refuses_unless_pid_1() {
+    // A test process is never PID 1: `run` must not mount or power off anything.
+    assert!(!super::is_init());
+    let err = super::run().unwrap_err();
+    assert!(matches!(err, super::AgentError::NotInit { pid } if pid == std::process::id()));
+    assert!(err.to_string().contains("must run as PID 1"));
+}
