@@ -3,3 +3,6 @@ pub mod profile;
 pub mod agent;
 pub mod scenario;
 pub mod normalize;
+pub mod cli;
+pub mod cmd;
+pub mod exit;

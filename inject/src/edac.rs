@@ -80,6 +80,10 @@ impl EccInjection {
     pub fn mc(&self) -> u32 {
         self.mc
     }
+
+    pub fn ecc_vector(&self) -> u16 {
+        self.ecc_vector
+    }
 }
 
 /// amd64_edac's `inject_*` sysfs files.
@@ -226,6 +230,10 @@ impl FakeInjection {
 
     pub fn layers(&self) -> &[(Layer, u8)] {
         &self.layers
+    }
+
+    pub fn uncorrected(&self) -> bool {
+        self.uncorrected
     }
 }
 

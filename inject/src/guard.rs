@@ -3,6 +3,7 @@
 //! It applies to every injection type, `sw` included: the kernel's default decode chain hands an
 //! uncorrected memory record with a usable address to memory_failure(), which offlines the page.
 
+use crate::edac::{EccInjection, FakeInjection};
 use crate::injector::InjectError;
 use crate::record::MceRecord;
 use crate::status::{Severity, Vendor};
@@ -38,9 +39,37 @@ pub fn check(records: &[MceRecord], vendor: Vendor, allow: Allow) -> Result<(), 
     Ok(())
 }
 
+/// amd64_edac flips the `ecc_vector` bits of a DRAM word: one bit is correctable, more may not be.
+pub fn check_amd_ecc(req: &EccInjection, allow: Allow) -> Result<(), InjectError> {
+    let bits = req.ecc_vector().count_ones();
+    if bits > 1 && !allow.uncorrected && !allow.fatal {
+        return Err(InjectError::RefusedEdac {
+            what: format!(
+                "ECC vector {:#x} flips {bits} bits, which may be uncorrectable",
+                req.ecc_vector()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The EDAC core reports a fake uncorrected error like a real one: with `edac_mc_panic_on_ue` set
+/// the kernel panics.
+pub fn check_edac_fake(req: &FakeInjection, allow: Allow) -> Result<(), InjectError> {
+    if req.uncorrected() && !allow.uncorrected && !allow.fatal {
+        return Err(InjectError::RefusedEdac {
+            what:
+                "a fake uncorrected EDAC error (EDAC panics on it when edac_mc_panic_on_ue is set)"
+                    .into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edac::{EccAccess, Layer};
     use crate::status::{AMD_DEFERRED, EN, PCC, UC, VAL};
 
     fn rec(status: u64) -> MceRecord {
@@ -123,5 +152,34 @@ mod tests {
             .to_string()
             .contains("is deferred"));
         check(&r, Vendor::Intel, Allow::default()).unwrap();
+    }
+
+    #[test]
+    fn edac_requests() {
+        let allow = Allow {
+            uncorrected: true,
+            fatal: false,
+        };
+        let one_bit = EccInjection::new(0, 0, 0, 0x10, EccAccess::Write).unwrap();
+        check_amd_ecc(&one_bit, Allow::default()).unwrap();
+        let two_bits = EccInjection::new(0, 0, 0, 0x11, EccAccess::Write).unwrap();
+        let e = check_amd_ecc(&two_bits, Allow::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ECC vector 0x11 flips 2 bits, which may be uncorrectable:"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("pass --allow-uncorrected to inject it anyway"),
+            "{e}"
+        );
+        check_amd_ecc(&two_bits, allow).unwrap();
+
+        let ce = FakeInjection::new(0, &[(Layer::Csrow, 0)], false, 1).unwrap();
+        check_edac_fake(&ce, Allow::default()).unwrap();
+        let ue = FakeInjection::new(0, &[(Layer::Csrow, 0)], true, 1).unwrap();
+        assert!(check_edac_fake(&ue, Allow::default()).is_err());
+        check_edac_fake(&ue, allow).unwrap();
     }
 }

@@ -94,6 +94,11 @@ pub enum InjectError {
         layers: String,
         path: PathBuf,
     },
+    #[error(
+        "{what}: on this machine that can kill processes, offline memory or panic the kernel; \
+         pass --allow-uncorrected to inject it anyway"
+    )]
+    RefusedEdac { what: String },
     /// An error about one of several records.
     #[error("record {index}: {source}")]
     InRecord {

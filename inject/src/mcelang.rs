@@ -384,13 +384,20 @@ fn lex(text: &str) -> Result<Vec<Token>, Located> {
     Ok(tokens)
 }
 
-/// Kernel logs print hex without 0x; a word like `b200000000070f0f` is most likely one of those.
-fn hex_hint(t: &Token) -> String {
+/// Kernel logs print hex without 0x, and the lexer reads `b200000000070f0f` as a word: for a
+/// hex-only word with a digit in it, say so plainly instead of listing what was expected.
+fn missing_0x(t: &Token) -> Option<Located> {
     match &t.tok {
-        Tok::Word(w) if w.chars().all(|c| c.is_ascii_hexdigit()) => {
-            format!(": if that is a number, hex needs a 0x prefix (write 0x{w})")
+        Tok::Word(w)
+            if w.chars().all(|c| c.is_ascii_hexdigit())
+                && w.chars().any(|c| c.is_ascii_digit()) =>
+        {
+            Some(Parser::error_at(
+                t,
+                format!("`{w}` is not a number: hex needs a 0x prefix (write 0x{w})"),
+            ))
         }
-        _ => String::new(),
+        _ => None,
     }
 }
 
@@ -473,11 +480,8 @@ impl Parser {
                 self.next();
                 Ok(v)
             }
-            _ => {
-                let mut e = self.expected(&format!("a number for {field}"));
-                e.message.push_str(&hex_hint(self.peek()));
-                Err(e)
-            }
+            _ => Err(missing_0x(self.peek())
+                .unwrap_or_else(|| self.expected(&format!("a number for {field}")))),
         }
     }
 
@@ -580,11 +584,14 @@ impl Parser {
             "POLL" => rec.delivery = Delivery::Poll,
             "EXCP" => rec.delivery = Delivery::Exception,
             _ => {
+                if let Some(e) = missing_0x(&t) {
+                    return Err(e);
+                }
                 let hint =
                     if status_flag(&word).is_some() || lookup(MCGSTATUS_FLAGS, &word).is_some() {
-                        " (flags belong right after STATUS or MCGSTATUS)".to_string()
+                        " (flags belong right after STATUS or MCGSTATUS)"
                     } else {
-                        hex_hint(&t)
+                        ""
                     };
                 return Err(Self::error_at(
                     &t,
@@ -851,7 +858,9 @@ mod tests {
             ("CPU 0 RIP 0x10:<0x5> {}", "in.mce:1:23: expected a symbol"),
             ("CPU 0 PROCESSOR 2 0x5", "in.mce:1:19: expected `:`, found number 0x5"),
             ("CPU 0: MACHINE CHECK 4", "in.mce:1:22: expected `EXCEPTION`, found number 4"),
-            ("CPU 0: MACHINE CHECK EXCEPTION: 0 BANK 4: b200000000070f0f", "write 0xb200000000070f0f"),
+            ("CPU 0: MACHINE CHECK EXCEPTION: 0 BANK 4: b200000000070f0f", "in.mce:1:43: `b200000000070f0f` is not a number: hex needs a 0x prefix (write 0xb200000000070f0f)"),
+            ("CPU 0 STATUS VAL b2 EN", "in.mce:1:18: `b2` is not a number: hex needs a 0x prefix (write 0xb2)"),
+            ("CPU 0 STATUS VAL beef", "in.mce:1:18: expected a term"),
             ("CPU 0: MACHINE CHECK EXCEPTION 0", "expected `:`, found number 0"),
             ("CPU 0: MACHINE CHECK EXCEPTION: 0 4", "expected `BANK`, found number 4"),
             ("CPU 0 STATUS 08", "`08` is not a number: a leading 0 means octal"),

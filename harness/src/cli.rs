@@ -1,0 +1,60 @@
+//! The `rasdrill` command line: the top-level commands and their dispatch.
+//! Each command's arguments and work live in [`crate::cmd`].
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd::inject::{self, InjectArgs};
+use crate::cmd::records::{self, RecordsCommand};
+use crate::exit::{self, Failure};
+
+const AFTER_HELP: &str = "\
+Examples:
+  rasdrill records explain 0x9c7d410092080813
+  rasdrill records dump errors.mce
+  rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rasdrill",
+    version,
+    about = "Rehearse hardware failures: inject machine-check and memory errors, and check what decodes them",
+    after_help = format!("{AFTER_HELP}\n\n{}", exit::HELP),
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Explain and print machine-check records
+    #[command(subcommand)]
+    Records(RecordsCommand),
+    /// Inject machine-check or EDAC errors into this machine
+    #[command(after_help = inject::EXAMPLES)]
+    Inject(Box<InjectArgs>),
+}
+
+/// Parses the process's arguments (clap reports usage errors itself, with exit code 2) and runs
+/// the command.
+pub fn run() -> Result<(), Failure> {
+    dispatch(Cli::parse())
+}
+
+pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Records(cmd) => records::run(cmd),
+        Command::Inject(args) => inject::run(*args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

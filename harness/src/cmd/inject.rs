@@ -1,0 +1,391 @@
+//! `rasdrill inject`: inject errors on this machine, safely.
+//!
+//! The order is the promise: build the requests, describe them (the dry run prints this plan),
+//! run every check (guard, then preflight), and only then take the lock and write. A dry run
+//! makes the same checks and exits as the real run would, but writes nothing and takes no lock.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use rasdrill_inject::debugfs::{Debugfs, InjectionType};
+use rasdrill_inject::edac::{AmdEcc, EccAccess, EccInjection, EdacFake, FakeInjection, Layer};
+use rasdrill_inject::guard::{self, Allow};
+use rasdrill_inject::injector::Injector;
+use rasdrill_inject::lock::InjectLock;
+use rasdrill_inject::preflight::{self, Machine};
+use rasdrill_inject::{perform, status, Action, InjectError, MceRecord, Vendor};
+
+use crate::cmd::records::read_records;
+use crate::exit::Failure;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Show what a corrected DRAM ECC error on CPU 0, bank 4 would write; change nothing:
+  rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run
+  # Inject it through mce-inject's debugfs files (flags sw: the kernel only decodes it):
+  rasdrill inject --cpu 0 --bank 4 --status 'VAL EN ADDRV 0x0813' --addr 0x12345000
+  # Every record of an mce-inject file, raised as a real #MC (AMD only):
+  rasdrill inject --file uncorrected.mce --flags hw --allow-uncorrected
+  # amd64_edac DRAM ECC injection (CONFIG_EDAC_DEBUG), then a DRAM write:
+  rasdrill inject --via edac --mc 0 --section 0 --word 2 --ecc-vector 0x1 --write
+  # An EDAC core fake error, reported through ras:mc_event:
+  rasdrill inject --via edac --fake-inject --mc 0 --layer csrow=1 --layer channel=0
+
+Safety: on this machine an uncorrected or deferred record is refused without --allow-uncorrected,
+and a fatal one (PCC, or UC with OVER) without --allow-fatal, which also allows uncorrected ones.
+This holds for flags sw too: the kernel hands uncorrected memory errors to memory_failure().
+Writes go through a lock (<root>/run/lock/rasdrill.lock): two rasdrill never inject at once.";
+
+/// Where the errors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// mce-inject's debugfs files (module mce-inject)
+    Debugfs,
+    /// EDAC: amd64_edac's DRAM ECC injection, or the EDAC core's fake errors (--fake-inject)
+    Edac,
+    /// QEMU's `mce` monitor command, into a guest (needs --guest)
+    Qemu,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
+
+    /// Inject the records of an mce-inject language file (repeatable; `-` is standard input)
+    #[arg(long = "file", value_name = "FILE", help_heading = "Record")]
+    pub files: Vec<PathBuf>,
+
+    /// Which interface delivers the errors
+    #[arg(long, value_enum, default_value_t = Via::Debugfs, help_heading = "Injection")]
+    pub via: Via,
+
+    /// mce-inject's injection type: sw only decodes; hw raises #MC, df the deferred-error and
+    /// th the threshold interrupt (AMD)
+    #[arg(
+        long,
+        value_name = "sw|hw|df|th",
+        default_value = "sw",
+        help_heading = "Injection"
+    )]
+    pub flags: InjectionType,
+
+    #[command(flatten)]
+    pub edac: EdacArgs,
+
+    /// Prefix every sysfs, debugfs and proc path with DIR (a test tree, a chroot)
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/",
+        help_heading = "Injection"
+    )]
+    pub root: PathBuf,
+
+    /// Print the plan, one `write <path> <value>` line per action, run every check, change nothing
+    #[arg(long, help_heading = "Injection")]
+    pub dry_run: bool,
+
+    /// Allow uncorrected and deferred errors on this machine
+    #[arg(long, help_heading = "Safety")]
+    pub allow_uncorrected: bool,
+
+    /// Allow fatal errors (PCC) on this machine: they panic it. Implies --allow-uncorrected
+    #[arg(long, help_heading = "Safety")]
+    pub allow_fatal: bool,
+}
+
+/// One MCE record given on the command line. Numbers are C style: 0x hex, 0 octal, else decimal.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Record")]
+pub struct RecordArgs {
+    /// The CPU to inject on
+    #[arg(long, value_parser = super::number_u32)]
+    pub cpu: Option<u32>,
+    /// The MCA bank
+    #[arg(long, value_parser = super::number_u32)]
+    pub bank: Option<u32>,
+    /// MCi_STATUS: a number, or flags like `VAL UC EN 0x134` (see `rasdrill records explain`)
+    #[arg(long, value_parser = super::status)]
+    pub status: Option<u64>,
+    /// MCi_ADDR; also sets ADDRV in the status, as the mce-inject language does
+    #[arg(long, value_parser = super::number)]
+    pub addr: Option<u64>,
+    /// MCi_MISC; also sets MISCV in the status
+    #[arg(long, value_parser = super::number)]
+    pub misc: Option<u64>,
+    /// MCi_SYND (SMCA)
+    #[arg(long, value_parser = super::number)]
+    pub synd: Option<u64>,
+    /// MCi_IPID (SMCA)
+    #[arg(long, value_parser = super::number)]
+    pub ipid: Option<u64>,
+    /// MCG_STATUS (QEMU only: the kernel sets it for mce-inject)
+    #[arg(long, value_parser = super::number)]
+    pub mcgstatus: Option<u64>,
+}
+
+impl RecordArgs {
+    fn given(&self) -> Option<&'static str> {
+        [
+            (self.cpu.is_some(), "--cpu"),
+            (self.bank.is_some(), "--bank"),
+            (self.status.is_some(), "--status"),
+            (self.addr.is_some(), "--addr"),
+            (self.misc.is_some(), "--misc"),
+            (self.synd.is_some(), "--synd"),
+            (self.ipid.is_some(), "--ipid"),
+            (self.mcgstatus.is_some(), "--mcgstatus"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
+    fn record(&self) -> Result<MceRecord, Failure> {
+        let (Some(bank), Some(status)) = (self.bank, self.status) else {
+            return Err(Failure::bad_input(
+                "no record given: pass --bank and --status (and --cpu, default 0), or --file FILE",
+            ));
+        };
+        let mut r = MceRecord {
+            cpu: self.cpu.unwrap_or(0),
+            bank,
+            status,
+            synd: self.synd.unwrap_or(0),
+            ipid: self.ipid.unwrap_or(0),
+            mcgstatus: self.mcgstatus.unwrap_or(0),
+            ..Default::default()
+        };
+        if let Some(addr) = self.addr {
+            r.addr = addr;
+            r.status |= status::ADDRV;
+        }
+        if let Some(misc) = self.misc {
+            r.misc = misc;
+            r.status |= status::MISCV;
+        }
+        Ok(r)
+    }
+}
+
+/// EDAC requests (--via edac).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "EDAC (--via edac)")]
+pub struct EdacArgs {
+    /// The memory controller (mc<N>)
+    #[arg(long, value_name = "N", value_parser = super::number_u32)]
+    pub mc: Option<u32>,
+    /// amd64_edac: the 16-byte section of the cache line, 0-3
+    #[arg(long, value_parser = super::number)]
+    pub section: Option<u64>,
+    /// amd64_edac: the 16-bit word in the section, 0-8
+    #[arg(long, value_parser = super::number)]
+    pub word: Option<u64>,
+    /// amd64_edac: the bits to flip, 16 bits (more than one may be uncorrectable)
+    #[arg(long, value_parser = super::number)]
+    pub ecc_vector: Option<u64>,
+    /// amd64_edac: perform the injection with a DRAM read
+    #[arg(long, conflicts_with = "write")]
+    pub read: bool,
+    /// amd64_edac: perform the injection with a DRAM write
+    #[arg(long)]
+    pub write: bool,
+    /// Use the EDAC core's fake injection instead (debugfs, CONFIG_EDAC_DEBUG)
+    #[arg(long)]
+    pub fake_inject: bool,
+    /// fake: a layer position, e.g. csrow=1 (repeatable; layers: branch channel slot csrow memory)
+    #[arg(long, value_name = "LAYER=N", value_parser = layer_position)]
+    pub layer: Vec<(Layer, u64)>,
+    /// fake: report uncorrected errors
+    #[arg(long)]
+    pub ue: bool,
+    /// fake: how many errors to report (0 means 1)
+    #[arg(long, value_parser = super::number)]
+    pub count: Option<u64>,
+}
+
+impl EdacArgs {
+    fn ecc_given(&self) -> Option<&'static str> {
+        [
+            (self.section.is_some(), "--section"),
+            (self.word.is_some(), "--word"),
+            (self.ecc_vector.is_some(), "--ecc-vector"),
+            (self.read, "--read"),
+            (self.write, "--write"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
+    fn fake_given(&self) -> Option<&'static str> {
+        [
+            (self.fake_inject, "--fake-inject"),
+            (!self.layer.is_empty(), "--layer"),
+            (self.ue, "--ue"),
+            (self.count.is_some(), "--count"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
+    fn given(&self) -> Option<&'static str> {
+        self.mc
+            .is_some()
+            .then_some("--mc")
+            .or_else(|| self.ecc_given())
+            .or_else(|| self.fake_given())
+    }
+}
+
+fn layer_position(s: &str) -> Result<(Layer, u64), String> {
+    let (name, pos) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not LAYER=N, e.g. csrow=1"))?;
+    Ok((name.parse()?, super::number(pos)?))
+}
+
+pub fn run(args: InjectArgs) -> Result<(), Failure> {
+    let allow = Allow {
+        uncorrected: args.allow_uncorrected,
+        fatal: args.allow_fatal,
+    };
+    match args.via {
+        Via::Qemu => Err(Failure::bad_input(
+            "--via qemu injects into a QEMU guest and needs --guest to say which; \
+             to inject into this machine use --via debugfs or --via edac",
+        )),
+        Via::Debugfs => {
+            if let Some(flag) = args.edac.given() {
+                return Err(Failure::bad_input(format!("{flag} is for --via edac")));
+            }
+            let records = records(&args)?;
+            let actions = preflight::describe_all(&Debugfs::new(&args.root, args.flags), &records)?;
+            let check = || {
+                guard::check(&records, local_vendor(&args.root), allow)?;
+                preflight::check_debugfs(&args.root, args.flags, &records, &actions)
+            };
+            execute(&args, &actions, check)?;
+            if !args.dry_run {
+                for (i, r) in records.iter().enumerate() {
+                    println!(
+                        "injected record {}: cpu {} bank {} status {:#x} ({}) through mce-inject ({})",
+                        i + 1,
+                        r.cpu,
+                        r.bank,
+                        r.status,
+                        r.severity(local_vendor(&args.root)),
+                        args.flags
+                    );
+                }
+            }
+            Ok(())
+        }
+        Via::Edac => {
+            if let Some(flag) = args.record.given().or(args.files.first().map(|_| "--file")) {
+                return Err(Failure::bad_input(format!(
+                    "{flag} describes an MCE record, which --via edac does not take: it takes --mc and \
+                     --section/--word/--ecc-vector/--read|--write, or --fake-inject"
+                )));
+            }
+            if args.flags != InjectionType::Sw {
+                return Err(Failure::bad_input("--flags is for --via debugfs"));
+            }
+            let e = &args.edac;
+            let mc = e.mc.unwrap_or(0);
+            if e.fake_inject {
+                if let Some(flag) = e.ecc_given() {
+                    return Err(Failure::bad_input(format!(
+                        "{flag} is for amd64_edac injection, not --fake-inject"
+                    )));
+                }
+                let req = FakeInjection::new(mc, &e.layer, e.ue, e.count.unwrap_or(1))?;
+                let actions = EdacFake::new(&args.root).describe(&req)?;
+                execute(&args, &actions, || {
+                    guard::check_edac_fake(&req, allow)?;
+                    preflight::check_edac_fake(&args.root, &req, &actions)
+                })?;
+                if !args.dry_run {
+                    println!("injected a fake EDAC error on mc{mc}");
+                }
+            } else {
+                if let Some(flag) = e.fake_given() {
+                    return Err(Failure::bad_input(format!("{flag} needs --fake-inject")));
+                }
+                let (Some(section), Some(word), Some(vector)) = (e.section, e.word, e.ecc_vector)
+                else {
+                    return Err(Failure::bad_input(
+                        "amd64_edac injection needs --section, --word, --ecc-vector and --read or --write \
+                         (or use --fake-inject)",
+                    ));
+                };
+                let access = match (e.read, e.write) {
+                    (true, false) => EccAccess::Read,
+                    (false, true) => EccAccess::Write,
+                    _ => {
+                        return Err(Failure::bad_input(
+                            "amd64_edac injection needs --read or --write",
+                        ))
+                    }
+                };
+                let req = EccInjection::new(mc, section, word, vector, access)?;
+                let actions = AmdEcc::new(&args.root).describe(&req)?;
+                execute(&args, &actions, || {
+                    guard::check_amd_ecc(&req, allow)?;
+                    preflight::check_amd_ecc(&args.root, &req, &actions)
+                })?;
+                if !args.dry_run {
+                    println!("injected a DRAM ECC error on mc{mc} ({})", access.file());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The records to inject: from --file, or from the record options.
+fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
+    if args.files.is_empty() {
+        return Ok(vec![args.record.record()?]);
+    }
+    if let Some(flag) = args.record.given() {
+        return Err(Failure::bad_input(format!(
+            "{flag} and --file both describe records: use one or the other"
+        )));
+    }
+    let mut records = Vec::new();
+    for f in &args.files {
+        records.extend(read_records(f)?);
+    }
+    if records.is_empty() {
+        return Err(Failure::bad_input("the --file input holds no records"));
+    }
+    Ok(records)
+}
+
+/// This machine's vendor for the guard; unknown (the stricter reading) if /proc/cpuinfo says nothing.
+fn local_vendor(root: &Path) -> Vendor {
+    Machine::new(root)
+        .vendor()
+        .map(|(v, _)| v)
+        .unwrap_or(Vendor::Unknown)
+}
+
+/// The shared tail of every local injection: print the plan (dry run), check, lock, write.
+fn execute(
+    args: &InjectArgs,
+    actions: &[Action],
+    check: impl FnOnce() -> Result<(), InjectError>,
+) -> Result<(), Failure> {
+    if args.dry_run {
+        for a in actions {
+            println!("{a}");
+        }
+        return check().map_err(|e| {
+            Failure::bad_input(format!("{e} (dry run: the real run would be refused)"))
+        });
+    }
+    check()?;
+    let _lock = InjectLock::acquire(&args.root)?;
+    perform(actions)?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! One module per `rasdrill` command: its arguments (clap) and what it does.
+
+pub mod inject;
+pub mod records;
+
+use rasdrill_inject::mcelang;
+
+/// A clap value parser for C-style numbers (`42`, `0x2a`, `052`), with the language's hints.
+pub fn number(s: &str) -> Result<u64, String> {
+    mcelang::parse_number(s)
+}
+
+/// A clap value parser for 32-bit C-style numbers.
+pub fn number_u32(s: &str) -> Result<u32, String> {
+    let v = number(s)?;
+    u32::try_from(v).map_err(|_| format!("{s} is too large: at most {}", u32::MAX))
+}
+
+/// A clap value parser for a status: a number or flags (`VAL UC EN 0x134`).
+pub fn status(s: &str) -> Result<u64, String> {
+    mcelang::parse_status_words(s)
+}

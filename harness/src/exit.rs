@@ -1,0 +1,94 @@
+//! `rasdrill`'s exit codes, and [`Failure`], the one error every command returns to main.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use rasdrill_inject::injector::{InjectError, PerformError};
+use rasdrill_inject::lock::LockError;
+use rasdrill_inject::mcelang::ParseError;
+
+/// What a run's exit status means. Documented to users by [`HELP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Success = 0,
+    /// A scenario or a check failed.
+    Failed = 1,
+    /// Bad input, or a refusal (safety guard, preflight check): nothing was changed.
+    /// Command-line usage errors, reported by clap, use it too.
+    BadInput = 2,
+    /// Decoded output differs from its golden file.
+    GoldenMismatch = 3,
+    /// The machinery failed: a kernel write, the lock, QEMU, a guest.
+    Infrastructure = 4,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> ExitCode {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// The exit-code table printed by `rasdrill --help`.
+pub const HELP: &str = "\
+Exit codes:
+  0  success
+  1  a scenario or check failed
+  2  bad input or refused (usage, record, guard, preflight); nothing was changed
+  3  decoded output differs from its golden file
+  4  infrastructure failure (a kernel write, the lock held by another rasdrill, QEMU)";
+
+/// A command's failure: printed once by main as `error: <message>`, then the process exits with `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl fmt::Display) -> Self {
+        Self {
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn bad_input(message: impl fmt::Display) -> Self {
+        Self::new(Code::BadInput, message)
+    }
+
+    pub fn infrastructure(message: impl fmt::Display) -> Self {
+        Self::new(Code::Infrastructure, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<InjectError> for Failure {
+    fn from(e: InjectError) -> Self {
+        Self::bad_input(e)
+    }
+}
+
+impl From<ParseError> for Failure {
+    fn from(e: ParseError) -> Self {
+        Self::bad_input(e)
+    }
+}
+
+impl From<PerformError> for Failure {
+    fn from(e: PerformError) -> Self {
+        Self::infrastructure(e)
+    }
+}
+
+impl From<LockError> for Failure {
+    fn from(e: LockError) -> Self {
+        Self::infrastructure(e)
+    }
+}

@@ -1,0 +1,51 @@
+//! `--help` documents examples and exit codes; usage errors exit 2.
+
+use predicates::prelude::*;
+
+use crate::support::rasdrill;
+
+/// Help text, wrapped at a fixed width (clap reads COLUMNS when stdout is not a terminal).
+fn help(args: &[&str]) -> String {
+    let out = rasdrill()
+        .args(args)
+        .env("COLUMNS", "100")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn top_level_help_lists_commands_examples_and_exit_codes() {
+    insta::assert_snapshot!(help(&["--help"]));
+}
+
+#[test]
+fn inject_help_has_examples_and_the_safety_rules() {
+    insta::assert_snapshot!(help(&["inject", "--help"]));
+}
+
+#[test]
+fn records_help() {
+    insta::assert_snapshot!(help(&["records", "explain", "--help"]));
+    insta::assert_snapshot!(help(&["records", "dump", "--help"]));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    rasdrill()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unrecognized subcommand"));
+    rasdrill()
+        .args(["inject", "--flags", "hardware"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "`hardware` is not an injection type: expected sw, hw, df or th",
+        ));
+    rasdrill().args(["records", "explain"]).assert().code(2);
+}

@@ -1,0 +1,10 @@
+//! The `rasdrill` command line, run as a user runs it, against directory trees that reproduce
+//! the kernel's files. One test binary (one link step), a module per area.
+
+mod guard;
+mod help;
+mod inject_debugfs;
+mod inject_edac;
+mod lock;
+mod records;
+mod support;
