@@ -1255,7 +1255,10 @@ fn edac(f: &mut Fields, p: &mut Problems) -> Option<EdacRequest> {
             p.add(
                 n.loc,
                 f.path(),
-                format!("give either `fake_inject` or amd64_edac's {}, not both", list(&amd64)),
+                format!(
+                    "give either `fake_inject` or amd64_edac's {}, not both",
+                    list(&amd64)
+                ),
             );
             for k in amd64 {
                 f.take(k);
@@ -1266,7 +1269,11 @@ fn edac(f: &mut Fields, p: &mut Problems) -> Option<EdacRequest> {
         return Some(EdacRequest::Fake(fake));
     }
     let section = f
-        .require("section", "amd64_edac inject_section, 0-3 (or use fake_inject)", p)
+        .require(
+            "section",
+            "amd64_edac inject_section, 0-3 (or use fake_inject)",
+            p,
+        )
         .and_then(|n| number_in(n, &f.child("section"), 0, 3, p));
     let word = f
         .require("word", "amd64_edac inject_word, 0-8", p)
@@ -1276,7 +1283,11 @@ fn edac(f: &mut Fields, p: &mut Problems) -> Option<EdacRequest> {
         .and_then(|n| number_in(n, &f.child("ecc_vector"), 0, 0xffff, p));
     let access_choices = [("read", EccAccess::Read), ("write", EccAccess::Write)];
     let access = f
-        .require("access", "read or write: the DRAM access that triggers the error", p)
+        .require(
+            "access",
+            "read or write: the DRAM access that triggers the error",
+            p,
+        )
         .and_then(|n| one_of(n, &f.child("access"), &access_choices, p));
     // The ranges were checked above, with locations; the constructor checks them again.
     match EccInjection::new(mc? as u32, section?, word?, ecc_vector?, access?) {

@@ -192,7 +192,8 @@ fn a_local_scenario_takes_a_root_tree_and_edac_requests() {
     let StepKind::Inject(Inject::Edac(request)) = &s.steps[0].kind else {
         panic!("edac step")
     };
-    let expected = FakeInjection::new(0, &[(Layer::Channel, 0), (Layer::Csrow, 1)], true, 2).unwrap();
+    let expected =
+        FakeInjection::new(0, &[(Layer::Channel, 0), (Layer::Csrow, 1)], true, 2).unwrap();
     assert_eq!(request, &EdacRequest::Fake(expected));
     let StepKind::Wait(wait) = &s.steps[1].kind else {
         panic!("wait step")

@@ -1,0 +1,607 @@
+//! Golden files: what each collector of each scenario said, normalised, reviewed and committed.
+//!
+//! One file per scenario and collector, `golden/<scenario>__<collector>.snap`, in insta's `.snap`
+//! format: a YAML header between `---` lines, then the content. The header says where the
+//! content came from:
+//!
+//! ```text
+//! ---
+//! source: scenarios/amd-f15h-dram-ce.yaml
+//! description: "A corrected DRAM ECC error on bank 4"
+//! expression: kmsg
+//! info:
+//!   scenario: amd-f15h-dram-ce
+//!   collector: kmsg
+//!   kernel: 6.1.0-56-amd64
+//!   machine: "EPYC,-hypervisor,family=21,model=2"
+//! ---
+//! [<TIME>] mce: [Hardware Error]: Machine check events logged
+//! ```
+//!
+//! Rules (decided here, documented in docs/scenarios.md):
+//! - Only the content is compared, after insta's own normalisation (trailing whitespace at the
+//!   end trimmed, CRLF read as LF). The header is not: a new kernel release or a changed
+//!   description alone never fails a run, and a matching run does not rewrite the file.
+//! - A mismatch fails, prints a unified diff, and writes `<name>.snap.new` beside the golden
+//!   file, which `rasdrill run --accept` or `cargo insta review` turns into the golden file.
+//! - A missing golden file fails too; outside CI the would-be file is written as `.snap.new`.
+//! - In CI (`CI` set and not `false`/`0`), nothing is ever written: the diff is in the report.
+//! - Accept mode writes the golden file when the content differs or the file is missing, and
+//!   removes a pending `.snap.new`; it reports what it changed.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where golden files live, relative to the workspace root.
+pub const DEFAULT_DIR: &str = "golden";
+
+/// What a golden file records about where its content came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The scenario file, as given on the command line.
+    pub source: String,
+    pub description: String,
+    pub scenario: String,
+    pub collector: String,
+    /// The guest kernel's release (`uname -r`).
+    pub kernel: String,
+    /// The guest's CPU model, or what stood in for the machine on a local target.
+    pub machine: String,
+}
+
+/// Whether a run may write golden files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compare; on a difference write `.snap.new` unless `ci`.
+    Check { ci: bool },
+    /// Make the golden files say what this run saw.
+    Accept,
+}
+
+impl Mode {
+    /// Check mode, with `ci` from the environment (or forced by `--ci`); accept when asked.
+    pub fn from_env(accept: bool, force_ci: bool) -> Mode {
+        if accept {
+            Mode::Accept
+        } else {
+            Mode::Check {
+                ci: force_ci || is_ci(),
+            }
+        }
+    }
+}
+
+/// CI systems set `CI` (GitHub, GitLab, Buildkite, ...); `CI=false` or `CI=0` say otherwise.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The result of comparing one collector's output with its golden file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Matched,
+    /// The content differs; `new` is the `.snap.new` written (none in CI).
+    Mismatch {
+        golden: PathBuf,
+        new: Option<PathBuf>,
+        diff: String,
+    },
+    /// There is no golden file; `new` is the `.snap.new` written (none in CI).
+    Missing {
+        golden: PathBuf,
+        new: Option<PathBuf>,
+    },
+    /// Accept mode wrote the golden file; `diff` is what changed (none for a new file).
+    Accepted {
+        golden: PathBuf,
+        diff: Option<String>,
+    },
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Matched | Verdict::Accepted { .. })
+    }
+
+    /// One line for progress output and reports.
+    pub fn summary(&self) -> String {
+        match self {
+            Verdict::Matched => "matches its golden file".into(),
+            Verdict::Mismatch { golden, new, .. } => match new {
+                Some(new) => format!(
+                    "differs from {} (new output in {})",
+                    golden.display(),
+                    new.display()
+                ),
+                None => format!("differs from {}", golden.display()),
+            },
+            Verdict::Missing { golden, new } => match new {
+                Some(new) => format!(
+                    "has no golden file {} (output written to {})",
+                    golden.display(),
+                    new.display()
+                ),
+                None => format!("has no golden file {}", golden.display()),
+            },
+            Verdict::Accepted { golden, diff: None } => format!("created {}", golden.display()),
+            Verdict::Accepted {
+                golden,
+                diff: Some(_),
+            } => format!("updated {}", golden.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GoldenError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{} is not a golden file: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// `golden/<scenario>__<collector>.snap`.
+pub fn path(dir: &Path, scenario: &str, collector: &str) -> PathBuf {
+    dir.join(format!("{scenario}__{collector}.snap"))
+}
+
+/// The pending file beside a golden file: `x.snap` -> `x.snap.new` (as insta names it).
+pub fn new_path(golden: &Path) -> PathBuf {
+    let mut name = golden.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+/// Compares `actual` (already normalised) with the golden file of `header`'s scenario and
+/// collector under `dir`, writing files as `mode` allows.
+pub fn check(
+    dir: &Path,
+    header: &Header,
+    actual: &str,
+    mode: Mode,
+) -> Result<Verdict, GoldenError> {
+    let golden = path(dir, &header.scenario, &header.collector);
+    let new = new_path(&golden);
+    let actual = contents(actual);
+    let recorded = match std::fs::read_to_string(&golden) {
+        Ok(text) => Some(parse(&golden, &text)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(GoldenError::Io {
+                action: "read",
+                path: golden,
+                source,
+            })
+        }
+    };
+    let writes = !matches!(mode, Mode::Check { ci: true });
+    match (recorded, mode) {
+        (Some(old), _) if old.content == actual => {
+            if writes {
+                remove_if_present(&new)?;
+            }
+            Ok(Verdict::Matched)
+        }
+        (Some(old), Mode::Accept) => {
+            write(&golden, &render(header, &actual))?;
+            remove_if_present(&new)?;
+            let diff = diff(&golden, &old, header, &actual);
+            Ok(Verdict::Accepted {
+                golden,
+                diff: Some(diff),
+            })
+        }
+        (None, Mode::Accept) => {
+            write(&golden, &render(header, &actual))?;
+            remove_if_present(&new)?;
+            Ok(Verdict::Accepted { golden, diff: None })
+        }
+        (Some(old), Mode::Check { ci }) => {
+            let diff = diff(&golden, &old, header, &actual);
+            let new = if ci {
+                None
+            } else {
+                write(&new, &render(header, &actual))?;
+                Some(new)
+            };
+            Ok(Verdict::Mismatch { golden, new, diff })
+        }
+        (None, Mode::Check { ci }) => {
+            let new = if ci {
+                None
+            } else {
+                write(&new, &render(header, &actual))?;
+                Some(new)
+            };
+            Ok(Verdict::Missing { golden, new })
+        }
+    }
+}
+
+/// A golden file as read: its header and its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Golden {
+    /// `None` for an insta snapshot without rasdrill's `info` (still comparable).
+    pub header: Option<Header>,
+    /// How many lines the header takes, both `---` included: the content starts after them.
+    pub header_lines: usize,
+    pub content: String,
+}
+
+/// Reads a golden file (or any insta `.snap` file).
+pub fn read(path: &Path) -> Result<Golden, GoldenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GoldenError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// The text of a golden file.
+pub fn render(header: &Header, content: &str) -> String {
+    // JSON strings are valid YAML double-quoted scalars: every value is quoted the same way.
+    let q = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let mut out = String::from("---\n");
+    let _ = writeln!(out, "source: {}", q(&header.source));
+    let _ = writeln!(out, "description: {}", q(&header.description));
+    let _ = writeln!(out, "expression: {}", q(&header.collector));
+    out.push_str("info:\n");
+    let _ = writeln!(out, "  scenario: {}", q(&header.scenario));
+    let _ = writeln!(out, "  collector: {}", q(&header.collector));
+    let _ = writeln!(out, "  kernel: {}", q(&header.kernel));
+    let _ = writeln!(out, "  machine: {}", q(&header.machine));
+    out.push_str("---\n");
+    out.push_str(&contents(content));
+    out.push('\n');
+    out
+}
+
+/// Content as insta compares it: line endings as LF, trailing whitespace at the end removed.
+fn contents(text: &str) -> String {
+    text.replace("\r\n", "\n").trim_end().to_string()
+}
+
+fn parse(path: &Path, text: &str) -> Result<Golden, GoldenError> {
+    let corrupt = |reason: &str| GoldenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let mut lines = text.split('\n');
+    if lines.next().map(str::trim_end) != Some("---") {
+        return Err(corrupt("it does not start with a `---` header line"));
+    }
+    let mut yaml = String::new();
+    let mut header_lines = 1;
+    let mut closed = false;
+    for line in lines.by_ref() {
+        header_lines += 1;
+        if line.trim_end() == "---" {
+            closed = true;
+            break;
+        }
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    if !closed {
+        return Err(corrupt("its header has no closing `---` line"));
+    }
+    let content = contents(&lines.collect::<Vec<_>>().join("\n"));
+    let header = if yaml.trim().is_empty() {
+        None
+    } else {
+        let raw: RawHeader = serde_saphyr::from_str(&yaml).map_err(|e| {
+            corrupt(&format!(
+                "its header is not valid YAML: {}",
+                e.without_snippet()
+            ))
+        })?;
+        raw.into_header()
+    };
+    Ok(Golden {
+        header,
+        header_lines,
+        content,
+    })
+}
+
+/// insta's header keys; `info` holds rasdrill's own.
+#[derive(Deserialize)]
+struct RawHeader {
+    source: Option<String>,
+    description: Option<String>,
+    info: Option<RawInfo>,
+}
+
+#[derive(Deserialize)]
+struct RawInfo {
+    scenario: Option<String>,
+    collector: Option<String>,
+    kernel: Option<String>,
+    machine: Option<String>,
+}
+
+impl RawHeader {
+    fn into_header(self) -> Option<Header> {
+        let info = self.info?;
+        Some(Header {
+            source: self.source.unwrap_or_default(),
+            description: self.description.unwrap_or_default(),
+            scenario: info.scenario?,
+            collector: info.collector?,
+            kernel: info.kernel.unwrap_or_default(),
+            machine: info.machine.unwrap_or_default(),
+        })
+    }
+}
+
+/// A unified diff of the content, golden first, with the first changed line's place in the
+/// golden file; the header says when the kernel or machine changed too.
+fn diff(golden_path: &Path, old: &Golden, header: &Header, actual: &str) -> String {
+    let old_text = format!("{}\n", old.content);
+    let new_text = format!("{actual}\n");
+    let text_diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    let mut out = String::new();
+    let first = text_diff
+        .ops()
+        .iter()
+        .find(|op| op.tag() != similar::DiffTag::Equal)
+        .map(|op| op.old_range().start);
+    if let Some(first) = first {
+        let line = old.header_lines + first + 1;
+        let _ = writeln!(out, "first difference at {}:{line}", golden_path.display());
+    }
+    if let Some(recorded) = &old.header {
+        for (what, was, now) in [
+            ("kernel", &recorded.kernel, &header.kernel),
+            ("machine", &recorded.machine, &header.machine),
+        ] {
+            if was != now {
+                let _ = writeln!(out, "note: recorded with {what} {was}, this run used {now}");
+            }
+        }
+    }
+    let unified = text_diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&golden_path.display().to_string(), "this run")
+        .to_string();
+    out.push_str(&unified);
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<(), GoldenError> {
+    let io = |source| GoldenError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, text).map_err(io)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), GoldenError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(GoldenError::Io {
+            action: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            source: "scenarios/amd-f15h-dram-ce.yaml".into(),
+            description: "A corrected DRAM ECC error: \"bank 4\"".into(),
+            scenario: "amd-f15h-dram-ce".into(),
+            collector: "kmsg".into(),
+            kernel: "6.1.0-56-amd64".into(),
+            machine: "EPYC,-hypervisor,family=21,model=2".into(),
+        }
+    }
+
+    const OUTPUT: &str = "[<TIME>] mce: [Hardware Error]: Machine check events logged\n\
+                          [<TIME>] [Hardware Error]: Error Addr: 0x0000000012345000\n\
+                          [<TIME>] [Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.\n";
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_file_format_is_insta_s() {
+        insta::assert_snapshot!(render(&header(), OUTPUT), @r#"
+        ---
+        source: "scenarios/amd-f15h-dram-ce.yaml"
+        description: "A corrected DRAM ECC error: \"bank 4\""
+        expression: "kmsg"
+        info:
+          scenario: "amd-f15h-dram-ce"
+          collector: "kmsg"
+          kernel: "6.1.0-56-amd64"
+          machine: "EPYC,-hypervisor,family=21,model=2"
+        ---
+        [<TIME>] mce: [Hardware Error]: Machine check events logged
+        [<TIME>] [Hardware Error]: Error Addr: 0x0000000012345000
+        [<TIME>] [Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.
+        "#);
+    }
+
+    #[test]
+    fn a_written_file_reads_back_and_so_does_one_insta_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.snap");
+        std::fs::write(&p, render(&header(), OUTPUT)).unwrap();
+        let golden = read(&p).unwrap();
+        assert_eq!(golden.header, Some(header()));
+        assert_eq!(golden.header_lines, 10);
+        assert_eq!(golden.content, OUTPUT.trim_end());
+
+        // A snapshot insta itself wrote for this crate's tests: its header has no `info`.
+        let insta_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "src/scenario/snapshots/rasdrill__scenario__tests__the_target_decides_which_injectors_and_steps_make_sense.snap",
+        );
+        let theirs = read(&insta_file).unwrap();
+        assert_eq!(theirs.header, None);
+        assert!(
+            theirs
+                .content
+                .starts_with("scenarios/local.yaml:5:10: machine:"),
+            "{}",
+            theirs.content
+        );
+    }
+
+    #[test]
+    fn a_missing_golden_file_fails_and_leaves_a_pending_file_outside_ci() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: false }).unwrap();
+        let golden = dir.path().join("amd-f15h-dram-ce__kmsg.snap");
+        let new = dir.path().join("amd-f15h-dram-ce__kmsg.snap.new");
+        assert_eq!(
+            v,
+            Verdict::Missing {
+                golden: golden.clone(),
+                new: Some(new.clone())
+            }
+        );
+        assert!(!v.passed());
+        assert_eq!(read(&new).unwrap().content, OUTPUT.trim_end());
+        assert_eq!(files(dir.path()), ["amd-f15h-dram-ce__kmsg.snap.new"]);
+    }
+
+    #[test]
+    fn ci_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: true }).unwrap();
+        assert!(matches!(v, Verdict::Missing { new: None, .. }), "{v:?}");
+        assert!(files(dir.path()).is_empty());
+
+        std::fs::write(
+            path(dir.path(), "amd-f15h-dram-ce", "kmsg"),
+            render(&header(), "other\n"),
+        )
+        .unwrap();
+        let v = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: true }).unwrap();
+        assert!(matches!(v, Verdict::Mismatch { new: None, .. }), "{v:?}");
+        assert_eq!(files(dir.path()), ["amd-f15h-dram-ce__kmsg.snap"]);
+    }
+
+    #[test]
+    fn accept_creates_then_a_check_matches_and_ignores_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        check(dir.path(), &header(), OUTPUT, Mode::Check { ci: false }).unwrap();
+        let v = check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
+        assert!(matches!(&v, Verdict::Accepted { diff: None, .. }), "{v:?}");
+        assert_eq!(
+            files(dir.path()),
+            ["amd-f15h-dram-ce__kmsg.snap"],
+            "the pending file is gone"
+        );
+        let written =
+            std::fs::read_to_string(path(dir.path(), "amd-f15h-dram-ce", "kmsg")).unwrap();
+
+        // Another kernel release, trailing blank lines and CRLF: still a match, nothing rewritten.
+        let mut newer = header();
+        newer.kernel = "6.1.0-57-amd64".into();
+        let crlf = format!("{}\r\n\r\n", OUTPUT.replace('\n', "\r\n"));
+        let v = check(dir.path(), &newer, &crlf, Mode::Check { ci: false }).unwrap();
+        assert_eq!(v, Verdict::Matched);
+        assert_eq!(
+            std::fs::read_to_string(path(dir.path(), "amd-f15h-dram-ce", "kmsg")).unwrap(),
+            written
+        );
+    }
+
+    #[test]
+    fn a_mismatch_shows_a_diff_that_points_at_the_changed_line() {
+        let dir = tempfile::tempdir().unwrap();
+        check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
+        let changed = OUTPUT.replace("node 0", "node 1");
+        let mut newer = header();
+        newer.kernel = "6.1.0-57-amd64".into();
+        let v = check(dir.path(), &newer, &changed, Mode::Check { ci: false }).unwrap();
+        let Verdict::Mismatch { golden, new, diff } = &v else {
+            panic!("{v:?}")
+        };
+        let shown = diff.replace(&dir.path().display().to_string(), "golden");
+        insta::assert_snapshot!(shown, @r"
+        first difference at golden/amd-f15h-dram-ce__kmsg.snap:13
+        note: recorded with kernel 6.1.0-56-amd64, this run used 6.1.0-57-amd64
+        --- golden/amd-f15h-dram-ce__kmsg.snap
+        +++ this run
+        @@ -1,3 +1,3 @@
+         [<TIME>] mce: [Hardware Error]: Machine check events logged
+         [<TIME>] [Hardware Error]: Error Addr: 0x0000000012345000
+        -[<TIME>] [Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.
+        +[<TIME>] [Hardware Error]: MC4 Error (node 1): DRAM ECC error detected on the NB.
+        ");
+        // Line 13 of the golden file is the changed line.
+        let text = std::fs::read_to_string(golden).unwrap();
+        assert!(text.lines().nth(12).unwrap().contains("node 0"));
+        assert_eq!(
+            read(new.as_ref().unwrap()).unwrap().content,
+            changed.trim_end()
+        );
+        assert_eq!(
+            read(golden).unwrap().content,
+            OUTPUT.trim_end(),
+            "the golden file is untouched"
+        );
+
+        // Accepting writes the new content and clears the pending file.
+        let v = check(dir.path(), &newer, &changed, Mode::Accept).unwrap();
+        assert!(
+            matches!(&v, Verdict::Accepted { diff: Some(_), .. }),
+            "{v:?}"
+        );
+        assert_eq!(
+            read(golden).unwrap().header.unwrap().kernel,
+            "6.1.0-57-amd64"
+        );
+        assert!(!new.as_ref().unwrap().exists());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_snapshot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
+        std::fs::write(&p, "just text\n").unwrap();
+        let err = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: false }).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("is not a golden file: it does not start with a `---` header line"),
+            "{err}"
+        );
+        std::fs::write(&p, "---\nsource: x\n").unwrap();
+        let err = read(&p).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("its header has no closing `---` line"),
+            "{err}"
+        );
+    }
+}

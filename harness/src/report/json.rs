@@ -1,0 +1,118 @@
+//! The run as JSON, for tools: every scenario, its result, timings and golden comparisons.
+
+use serde::Serialize;
+
+use super::{Outcome, RunReport, ScenarioResult};
+use crate::golden::Verdict;
+
+#[derive(Serialize)]
+struct Run<'a> {
+    result: &'static str,
+    exit_code: u8,
+    duration_s: f64,
+    counts: Counts,
+    scenarios: Vec<Scenario<'a>>,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    golden_mismatch: usize,
+    bad_input: usize,
+    infrastructure: usize,
+}
+
+#[derive(Serialize)]
+struct Scenario<'a> {
+    name: &'a str,
+    file: String,
+    description: &'a str,
+    result: &'static str,
+    duration_s: f64,
+    boot_s: f64,
+    failure: Option<Failure<'a>>,
+    goldens: Vec<Golden<'a>>,
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    message: &'a str,
+    details: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Golden<'a> {
+    collector: &'a str,
+    /// matched, mismatch, missing or accepted.
+    verdict: &'static str,
+    golden: Option<String>,
+    new: Option<String>,
+    diff: Option<&'a str>,
+}
+
+pub(super) fn render(report: &RunReport) -> serde_json::Value {
+    let run = Run {
+        result: report.outcome().as_str(),
+        exit_code: report.exit_code() as u8,
+        duration_s: report.duration.as_secs_f64(),
+        counts: Counts {
+            passed: report.count(Outcome::Passed),
+            failed: report.count(Outcome::Failed),
+            golden_mismatch: report.count(Outcome::GoldenMismatch),
+            bad_input: report.count(Outcome::BadInput),
+            infrastructure: report.count(Outcome::Infrastructure),
+        },
+        scenarios: report.results.iter().map(scenario).collect(),
+    };
+    serde_json::to_value(run).expect("the report serialises")
+}
+
+fn scenario(r: &ScenarioResult) -> Scenario<'_> {
+    Scenario {
+        name: &r.name,
+        file: r.file.display().to_string(),
+        description: &r.description,
+        result: r.outcome().as_str(),
+        duration_s: r.duration.as_secs_f64(),
+        boot_s: r.boot.as_secs_f64(),
+        failure: r.failure.as_ref().map(|f| Failure {
+            message: &f.message,
+            details: f.details.as_deref(),
+        }),
+        goldens: r
+            .goldens
+            .iter()
+            .map(|g| golden(&g.collector, &g.verdict))
+            .collect(),
+    }
+}
+
+fn golden<'a>(collector: &'a str, verdict: &'a Verdict) -> Golden<'a> {
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (name, golden, new, diff) = match verdict {
+        Verdict::Matched => ("matched", None, None, None),
+        Verdict::Mismatch { golden, new, diff } => (
+            "mismatch",
+            Some(path(golden)),
+            new.as_deref().map(path),
+            Some(diff.as_str()),
+        ),
+        Verdict::Missing { golden, new } => (
+            "missing",
+            Some(path(golden)),
+            new.as_deref().map(path),
+            None,
+        ),
+        Verdict::Accepted { golden, diff } => {
+            ("accepted", Some(path(golden)), None, diff.as_deref())
+        }
+    };
+    Golden {
+        collector,
+        verdict: name,
+        golden,
+        new,
+        diff,
+    }
+}
