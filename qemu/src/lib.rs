@@ -7,7 +7,10 @@
 //! - [`modules`]: kernel module dependencies (modules.dep or .modinfo);
 //! - [`kernel`]: the kernel cache: find, fetch and unpack a Debian kernel.
 
+pub mod cmdline;
 mod decompress;
 mod elf;
 pub mod initramfs;
 pub mod modules;
+pub mod process;
+pub mod wait;

@@ -1,0 +1,93 @@
+//! Deadlines: every wait in this crate has one, and its error reports the time spent.
+
+use std::time::{Duration, Instant};
+
+/// A point in time by which something must have happened, remembering when waiting began.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    start: Instant,
+    end: Instant,
+}
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration) -> Self {
+        let start = Instant::now();
+        Deadline {
+            start,
+            end: start + timeout,
+        }
+    }
+
+    /// Time left; zero once expired.
+    pub fn remaining(&self) -> Duration {
+        self.end.saturating_duration_since(Instant::now())
+    }
+
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.end
+    }
+
+    /// Time since the deadline was set.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The whole allowance.
+    pub fn timeout(&self) -> Duration {
+        self.end - self.start
+    }
+}
+
+/// Calls `check` every `interval` until it returns `Some`, or `None` once `deadline` passes.
+/// `check` is always called at least once, and once more at the deadline.
+pub fn wait_until<T>(
+    deadline: &Deadline,
+    interval: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        let remaining = deadline.remaining();
+        if remaining.is_zero() {
+            return None;
+        }
+        std::thread::sleep(interval.min(remaining));
+    }
+}
+
+/// "1.234s": how elapsed times appear in error messages.
+pub fn seconds(duration: Duration) -> String {
+    format!("{:.3}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_until_returns_the_first_success() {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let mut calls = 0;
+        let got = wait_until(&deadline, Duration::from_millis(1), || {
+            calls += 1;
+            (calls == 3).then_some(calls)
+        });
+        assert_eq!(got, Some(3));
+    }
+
+    #[test]
+    fn wait_until_gives_up_at_the_deadline() {
+        let deadline = Deadline::after(Duration::from_millis(50));
+        assert_eq!(
+            wait_until(&deadline, Duration::from_millis(5), || None::<()>),
+            None
+        );
+        assert!(deadline.elapsed() >= Duration::from_millis(50));
+        assert!(deadline.elapsed() < Duration::from_secs(2));
+        assert!(deadline.expired());
+        assert_eq!(seconds(Duration::from_millis(1234)), "1.234s");
+    }
+}
