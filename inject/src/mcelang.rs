@@ -587,12 +587,15 @@ impl Parser {
                 if let Some(e) = missing_0x(&t) {
                     return Err(e);
                 }
-                let hint =
-                    if status_flag(&word).is_some() || lookup(MCGSTATUS_FLAGS, &word).is_some() {
-                        " (flags belong right after STATUS or MCGSTATUS)"
-                    } else {
-                        ""
-                    };
+                let hint = if lookup(MCGSTATUS_FLAGS, &word).is_some() {
+                    format!(
+                        " ({word} is an MCGSTATUS flag, not a STATUS flag: write MCGSTATUS {word})"
+                    )
+                } else if status_flag(&word).is_some() {
+                    " (STATUS flags belong right after STATUS)".to_string()
+                } else {
+                    String::new()
+                };
                 return Err(Self::error_at(
                     &t,
                     format!("expected a term ({TERMS}), found `{}`{hint}", t.text),
@@ -846,7 +849,7 @@ mod tests {
             ("CPU 0\nCPU 1 STATUS 1", "in.mce:2:1: expected a term"),
             ("CPU 0", "in.mce:1:6: expected a term"),
             ("CPU 0 FROB 1", "in.mce:1:7: expected a term"),
-            ("CPU 0 UC", "(flags belong right after STATUS or MCGSTATUS)"),
+            ("CPU 0 UC", "in.mce:1:7: expected a term (STATUS, MCGSTATUS, BANK, ADDR, MISC, SYND, IPID, TSC, TIME, RIP, PROCESSOR, SOCKETID, APICID, MCGCAP, NOBROADCAST, IRQBROADCAST, NMIBROADCAST, HOLD, IN_IRQ, IN_PROC, POLL or EXCP), found `UC` (STATUS flags belong right after STATUS)"),
             ("CPU 0 5 6", "in.mce:1:9: expected a term"),
             ("CPU 0 STATUS 1 $", "in.mce:1:16: unexpected character `$`"),
             ("CPU 0x100000000 STATUS 1", "in.mce:1:5: CPU 0x100000000 is too large: at most 4294967295"),
@@ -876,13 +879,38 @@ mod tests {
     }
 
     #[test]
-    fn the_tools_own_sample_shape_fails_clearly() {
-        // mce-inject's test/uncorrected writes kernel-log hex without 0x after the panic line.
+    fn the_tools_own_uncorrected_sample_fails_clearly() {
+        // andikleen/mce-inject's test/uncorrected puts an MCGSTATUS flag in its STATUS list.
+        let e = err("# this should just kill the process\nCPU 0 BANK 1\nSTATUS uncorrected EIPV\nADDR 0x1234\nRIP 0xdeadbabe\n");
+        assert!(e.starts_with("in.mce:3:20: expected a term"), "{e}");
+        assert!(
+            e.ends_with(
+                "found `EIPV` (EIPV is an MCGSTATUS flag, not a STATUS flag: write MCGSTATUS EIPV)"
+            ),
+            "{e}"
+        );
+        // Its other samples parse.
+        let fatal = one("# WARNING\nCPU 0\nSTATUS fatal\nRIP 12343434\n\n");
+        assert_eq!(
+            (fatal.status, fatal.ip),
+            (
+                status::VAL | status::UC | status::EN | status::PCC,
+                12343434
+            )
+        );
+        let yellow = one("CPU 0 BANK 3\nMCGSTATUS TES_P\nSTATUS CORRECTED TES_YELLOW\n");
+        assert_eq!(
+            (yellow.mcgstatus, yellow.status),
+            (1 << 11, status::VAL | status::EN | status::TES_YELLOW)
+        );
+    }
+
+    #[test]
+    fn a_pasted_kernel_panic_line_fails_clearly() {
         let e = err(
             "CPU 1: MACHINE CHECK EXCEPTION: 5 BANK 3: b200000000000f0f\nRIP 10:<ffffffff810175c5>",
         );
-        assert!(e.starts_with("in.mce:1:"), "{e}");
-        assert!(e.contains("hex needs a 0x prefix"), "{e}");
+        assert_eq!(e, "in.mce:1:43: `b200000000000f0f` is not a number: hex needs a 0x prefix (write 0xb200000000000f0f)");
     }
 
     #[test]
