@@ -378,6 +378,7 @@ mod tests {
         assert_eq!(number(&first_value("x: 0x1f\n"), "x", &mut p), Some(0x1f));
         assert_eq!(number(&first_value("x: 31\n"), "x", &mut p), Some(31));
         assert_eq!(number(&first_value("x: 0o17\n"), "x", &mut p), Some(0o17));
+        assert_eq!(number(&first_value("x: 0b101\n"), "x", &mut p), Some(5));
         assert!(p.is_empty());
         assert_eq!(number(&first_value("x: 017\n"), "x", &mut p), None);
         assert_eq!(number(&first_value("x: \"0x10\"\n"), "x", &mut p), None);

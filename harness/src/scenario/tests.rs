@@ -360,3 +360,41 @@ fn problems_from_several_files_and_missing_paths_come_together() {
     assert!(lines[1].starts_with("nowhere: cannot read: "), "{text}");
     assert_eq!(lines[2], "x.yaml:1:7: unclosed bracket '['");
 }
+
+#[test]
+fn the_documented_examples_are_valid() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenarios.md"))
+            .unwrap();
+    let complete = doc.split("## A complete example").nth(1).unwrap();
+    let yaml = complete
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    assert_eq!(
+        yaml.trim(),
+        AMD_DRAM_CE.trim(),
+        "the document shows the tested example"
+    );
+
+    // The mce-inject file of the `file:` example, through the scenario that names it.
+    let mce = doc
+        .split("# dram-ce.mce\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let scenario = "name: f\ndescription: d\nmachine: {profile: amd-f15h}\nsteps:\n  \
+                    - inject: {via: debugfs, file: dram-ce.mce, flags: sw}\n";
+    let dir = dir_with(&[("f.yaml", scenario), ("dram-ce.mce", mce)]);
+    let s = load_file(&dir.path().join("f.yaml")).unwrap();
+    let r = s.records().next().unwrap();
+    assert_eq!(
+        (r.bank, r.status, r.addr),
+        (4, VAL | EN | ADDRV | 0x0813, 0x1234_5000)
+    );
+}
