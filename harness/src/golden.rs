@@ -52,6 +52,20 @@ pub struct Header {
     pub machine: String,
 }
 
+impl Header {
+    /// The header for `collector`'s output of `scenario`, on a guest running kernel `kernel`.
+    pub fn new(scenario: &crate::scenario::Scenario, collector: &str, kernel: &str) -> Self {
+        Header {
+            source: scenario.file.display().to_string(),
+            description: scenario.description.clone(),
+            scenario: scenario.name.clone(),
+            collector: collector.to_string(),
+            kernel: kernel.to_string(),
+            machine: scenario.machine_label(),
+        }
+    }
+}
+
 /// Whether a run may write golden files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -429,6 +443,15 @@ mod tests {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_header_comes_from_the_scenario() {
+        let yaml = "name: amd-f15h-dram-ce\ndescription: 'A corrected DRAM ECC error: \"bank 4\"'\n\
+                    machine: {profile: amd-f15h}\nsteps: [{sleep_ms: 1}]\n";
+        let s =
+            crate::scenario::from_str(Path::new("scenarios/amd-f15h-dram-ce.yaml"), yaml).unwrap();
+        assert_eq!(Header::new(&s, "kmsg", "6.1.0-56-amd64"), header());
     }
 
     #[test]

@@ -233,6 +233,16 @@ impl Scenario {
         }
     }
 
+    /// What runs the scenario, for progress lines and golden headers: the guest's CPU model,
+    /// or `local` (with its stand-in root).
+    pub fn machine_label(&self) -> String {
+        match &self.target {
+            Target::Guest(m) => m.cpu_model.clone(),
+            Target::Local { root: None } => "local".to_string(),
+            Target::Local { root: Some(root) } => format!("local (root {})", root.display()),
+        }
+    }
+
     pub fn collector(&self, name: &str) -> Option<&Collector> {
         self.collectors.iter().find(|c| c.name == name)
     }
