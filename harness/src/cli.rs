@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::cmd::inject::{self, InjectArgs};
+use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
 use crate::exit::{self, Failure};
 
@@ -33,11 +34,22 @@ pub enum Command {
     /// Inject machine-check or EDAC errors into this machine
     #[command(after_help = inject::EXAMPLES)]
     Inject(Box<InjectArgs>),
+    /// Fetch and list the guest kernels
+    #[command(subcommand, after_help = kernel::EXAMPLES)]
+    Kernel(KernelCommand),
+    /// Be the guest's /init: the agent the host drives over a serial line (run by the kernel, not by hand)
+    #[command(hide = true)]
+    Agent,
 }
 
 /// Parses the process's arguments (clap reports usage errors itself, with exit code 2) and runs
 /// the command.
 pub fn run() -> Result<(), Failure> {
+    // As the guest's /init the kernel gives us no useful arguments: be the agent.
+    if crate::agent::is_init() {
+        return agent();
+    }
+    rasdrill_qemu::process::install_cleanup_handlers();
     dispatch(Cli::parse())
 }
 
@@ -45,6 +57,15 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Records(cmd) => records::run(cmd),
         Command::Inject(args) => inject::run(*args),
+        Command::Kernel(cmd) => kernel::run(cmd),
+        Command::Agent => agent(),
+    }
+}
+
+fn agent() -> Result<(), Failure> {
+    match crate::agent::run() {
+        Ok(never) => match never {},
+        Err(e) => Err(Failure::bad_input(e)),
     }
 }
 

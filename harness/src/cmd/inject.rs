@@ -15,8 +15,11 @@ use rasdrill_inject::lock::InjectLock;
 use rasdrill_inject::preflight::{self, Machine};
 use rasdrill_inject::{perform, status, Action, InjectError, MceRecord, Vendor};
 
+use crate::cmd::kernel::KernelArgs;
 use crate::cmd::records::read_records;
 use crate::exit::Failure;
+use crate::guest::AccelChoice;
+use crate::profile::{Profile, DEFAULT_PROFILE};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -30,6 +33,12 @@ Examples:
   rasdrill inject --via edac --mc 0 --section 0 --word 2 --ecc-vector 0x1 --write
   # An EDAC core fake error, reported through ras:mc_event:
   rasdrill inject --via edac --fake-inject --mc 0 --layer csrow=1 --layer channel=0
+  # Boot a throw-away AMD family 15h guest; inject a corrected DRAM ECC error through QEMU:
+  rasdrill inject --guest amd-f15h --via qemu --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
+  # The same record through the guest's own mce-inject debugfs files:
+  rasdrill inject --guest --via debugfs --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
+  # An uncorrected error that must panic the guest (the guard is for this machine, not guests):
+  rasdrill inject --guest --via qemu --bank 4 --status 'VAL UC EN PCC 0x0813' --expect-panic
 
 Safety: on this machine an uncorrected or deferred record is refused without --allow-uncorrected,
 and a fatal one (PCC, or UC with OVER) without --allow-fatal, which also allows uncorrected ones.
@@ -93,6 +102,42 @@ pub struct InjectArgs {
     /// Allow fatal errors (PCC) on this machine: they panic it. Implies --allow-uncorrected
     #[arg(long, help_heading = "Safety")]
     pub allow_fatal: bool,
+
+    /// Boot a throw-away QEMU guest of this machine profile (amd-f15h, amd-k8, intel-skx) and
+    /// inject into it instead of this machine
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_PROFILE,
+        value_parser = profile,
+        help_heading = "Guest"
+    )]
+    pub guest: Option<&'static Profile>,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// How QEMU runs the guest: auto tries KVM (bounded) and falls back to TCG
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto, help_heading = "Guest")]
+    pub accel: AccelChoice,
+
+    /// Seconds to wait for the guest's decoded output (or its panic)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Guest"
+    )]
+    pub timeout: f64,
+
+    /// The injection should panic the guest: succeed only if it does
+    #[arg(long, help_heading = "Guest")]
+    pub expect_panic: bool,
+}
+
+fn profile(s: &str) -> Result<&'static Profile, String> {
+    s.parse::<&'static Profile>().map_err(|e| e.to_string())
 }
 
 /// One MCE record given on the command line. Numbers are C style: 0x hex, 0 octal, else decimal.
@@ -249,6 +294,9 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
         uncorrected: args.allow_uncorrected,
         fatal: args.allow_fatal,
     };
+    if let Some(profile) = args.guest {
+        return crate::cmd::guest_inject::run(&args, profile);
+    }
     match args.via {
         Via::Qemu => Err(Failure::bad_input(
             "--via qemu injects into a QEMU guest and needs --guest to say which; \
@@ -343,7 +391,7 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
 }
 
 /// The records to inject: from --file, or from the record options.
-fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
+pub fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
     if args.files.is_empty() {
         return Ok(vec![args.record.record()?]);
     }

@@ -1,6 +1,8 @@
 //! One module per `rasdrill` command: its arguments (clap) and what it does.
 
+pub mod guest_inject;
 pub mod inject;
+pub mod kernel;
 pub mod records;
 
 use rasdrill_inject::mcelang;

@@ -1,0 +1,233 @@
+//! `rasdrill inject --guest`: boot a throw-away guest, inject, show what its kernel decoded.
+
+use std::time::Duration;
+
+use rasdrill_inject::debugfs::{Debugfs, InjectionType};
+use rasdrill_inject::injector::Injector;
+use rasdrill_inject::{hmp, status, Action, MceRecord};
+
+use crate::agent::protocol::{KmsgRecord, TraceEvent};
+use crate::cmd::inject::{records, InjectArgs, Via};
+use crate::exit::{Code, Failure};
+use crate::guest::{Guest, GuestError, GuestSpec, REQUEST_TIMEOUT};
+use crate::observe::{Observed, Observer};
+use crate::profile::Profile;
+
+/// QEMU gives every x86 guest CPU this many MCA banks (MCG_CAP[7:0] = 10).
+pub const QEMU_BANKS: u32 = 10;
+
+/// After the last expected event, the decoder may still be printing: wait this long for quiet.
+const QUIET: Duration = Duration::from_millis(300);
+
+pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> {
+    if args.root != std::path::Path::new("/") {
+        return Err(Failure::bad_input(
+            "--root is for this machine's files; a --guest has its own",
+        ));
+    }
+    let records = records(args)?;
+    let actions = plan(args, profile, &records)?;
+    if args.dry_run {
+        for action in &actions {
+            println!("{action}");
+        }
+        return Ok(());
+    }
+    let kernel = args.kernel.resolve()?;
+    let spec = GuestSpec {
+        cpu_model: profile.cpu_model.to_string(),
+        vcpus: profile.vcpus,
+        memory_mib: profile.memory_mib,
+        kernel,
+        modules: profile
+            .decoder_modules
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        accel: args.accel,
+        extra_files: Vec::new(),
+        setup: Vec::new(),
+        poll_interval_s: 1,
+        agent: std::env::current_exe()
+            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
+    };
+    let mut guest =
+        Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}")).map_err(guest_failure)?;
+    let outcome = inject_and_observe(&mut guest, args, &records);
+    match outcome {
+        Ok(observed) => {
+            guest.shutdown();
+            print_observed(&observed);
+            let expected = records.len();
+            let got = mce_records(&observed);
+            if args.expect_panic {
+                return Err(Failure::new(
+                    Code::Failed,
+                    "the guest did not panic (--expect-panic)",
+                ));
+            }
+            if got < expected {
+                return Err(Failure::new(
+                    Code::Failed,
+                    format!(
+                        "the guest's kernel logged {got} of {expected} machine-check records within {} s \
+                         (corrected errors from QEMU show up at the next poll, every second)",
+                        args.timeout
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(GuestError::Panicked {
+            message,
+            console,
+            elapsed,
+            ..
+        }) => {
+            drop(guest);
+            println!("== guest panic ==\n{message}\n== last console lines ==\n{console}");
+            eprintln!(
+                "rasdrill: the guest panicked {:.1} s after boot started; QEMU is gone",
+                elapsed.as_secs_f64()
+            );
+            if args.expect_panic {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    Code::Failed,
+                    format!("the guest panicked: {message}"),
+                ))
+            }
+        }
+        Err(e) => Err(guest_failure(e)),
+    }
+}
+
+/// Checks every record against the guest before anything boots, and says what will be done.
+fn plan(
+    args: &InjectArgs,
+    profile: &Profile,
+    records: &[MceRecord],
+) -> Result<Vec<Action>, Failure> {
+    for r in records {
+        if r.cpu >= profile.vcpus {
+            return Err(Failure::bad_input(format!(
+                "--cpu {}: the {} guest has {} vCPUs (0-{})",
+                r.cpu,
+                profile.name,
+                profile.vcpus,
+                profile.vcpus - 1
+            )));
+        }
+        if r.bank >= QEMU_BANKS {
+            return Err(Failure::bad_input(format!(
+                "--bank {}: QEMU gives every guest CPU {QEMU_BANKS} MCA banks (0-{})",
+                r.bank,
+                QEMU_BANKS - 1
+            )));
+        }
+        if r.status & status::VAL == 0 {
+            return Err(Failure::bad_input(format!(
+                "--status {:#x}: VAL (bit 63) is clear, so no kernel would look at it; add VAL",
+                r.status
+            )));
+        }
+    }
+    let mut actions = Vec::new();
+    match args.via {
+        Via::Qemu => {
+            if args.flags != InjectionType::Sw {
+                return Err(Failure::bad_input(
+                    "--flags is for --via debugfs: QEMU's mce raises #MC for uncorrected errors and leaves corrected ones for the poller",
+                ));
+            }
+            for r in records {
+                actions.push(Action::Monitor { line: hmp::command(r)? });
+            }
+        }
+        Via::Debugfs => {
+            let debugfs = Debugfs::new(std::path::Path::new("/"), args.flags);
+            for r in records {
+                actions.extend(debugfs.describe(r)?);
+            }
+        }
+        Via::Edac => {
+            return Err(Failure::bad_input(
+                "--via edac needs an EDAC memory controller, and QEMU guests have none; use --via qemu or --via debugfs",
+            ))
+        }
+    }
+    Ok(actions)
+}
+
+fn inject_and_observe(
+    guest: &mut Guest,
+    args: &InjectArgs,
+    records: &[MceRecord],
+) -> Result<Observed, GuestError> {
+    let mut observer = Observer::start(guest)?;
+    for r in records {
+        match args.via {
+            Via::Qemu => {
+                let line = guest.inject_qemu(r)?;
+                eprintln!("rasdrill: sent `{line}` to QEMU's monitor");
+            }
+            _ => {
+                let flags = args.flags;
+                let writes =
+                    guest.call("injecting through mce-inject", REQUEST_TIMEOUT, |a, d| {
+                        a.inject(r, flags, d)
+                    })?;
+                eprintln!(
+                    "rasdrill: wrote {} mce-inject files in the guest",
+                    writes.len()
+                );
+            }
+        }
+    }
+    let expected = records.len();
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let (observed, _) =
+        observer.wait(guest, timeout, QUIET, |seen| mce_records(seen) >= expected)?;
+    Ok(observed)
+}
+
+/// How many `mce_record` trace events were seen: one per record the kernel logged.
+fn mce_records(observed: &Observed) -> usize {
+    observed
+        .trace
+        .iter()
+        .filter(|e| e.event == "mce_record")
+        .count()
+}
+
+fn print_observed(observed: &Observed) {
+    println!("== kernel log ==");
+    for r in &observed.kmsg {
+        println!("{}", kmsg_line(r));
+    }
+    println!("== trace ==");
+    for e in &observed.trace {
+        println!("{}", trace_line(e));
+    }
+}
+
+/// A kernel log record as dmesg prints it.
+pub fn kmsg_line(r: &KmsgRecord) -> String {
+    format!(
+        "[{:5}.{:06}] {}",
+        r.usec / 1_000_000,
+        r.usec % 1_000_000,
+        r.text
+    )
+}
+
+/// A trace event as `trace_pipe` prints its event part (the task and CPU columns depend on
+/// which task the poll interrupted, so they are left out).
+pub fn trace_line(e: &TraceEvent) -> String {
+    format!("{}: {}", e.event, e.fields)
+}
+
+fn guest_failure(e: GuestError) -> Failure {
+    Failure::infrastructure(e)
+}

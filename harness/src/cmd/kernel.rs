@@ -1,0 +1,95 @@
+//! `rasdrill kernel`: the guest kernels in the cache, and `--kernel/--modules` for any other.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use rasdrill_qemu::kernel::{Kernel, KernelCache};
+
+use crate::exit::Failure;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Download Debian's current amd64 kernel into the cache (once; later calls are no-ops):
+  rasdrill kernel fetch
+  # A specific ABI:
+  rasdrill kernel fetch --release 6.1.0-56
+  # What is cached, and where:
+  rasdrill kernel list
+
+The cache is $RASDRILL_CACHE, else $XDG_CACHE_HOME/rasdrill, else ~/.cache/rasdrill.";
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Download and unpack a Debian kernel (linux-image-<abi>-amd64-unsigned) into the cache
+    Fetch {
+        /// The kernel ABI, e.g. 6.1.0-56 (default: what linux-image-amd64 depends on)
+        #[arg(long)]
+        release: Option<String>,
+    },
+    /// List the cached kernels
+    List,
+}
+
+/// Which kernel a guest boots: a cached one, or any other the user names.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Guest kernel")]
+pub struct KernelArgs {
+    /// Boot this kernel image (a vmlinux boots fastest; a bzImage works) instead of a cached one
+    #[arg(long, value_name = "PATH", requires = "modules")]
+    pub kernel: Option<PathBuf>,
+    /// The lib/modules/<release> directory that goes with --kernel
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
+    /// Use the cached kernel of this release (default: the newest cached)
+    #[arg(
+        long = "kernel-release",
+        value_name = "RELEASE",
+        conflicts_with = "kernel"
+    )]
+    pub release: Option<String>,
+}
+
+impl KernelArgs {
+    /// The kernel to boot. Nothing cached is an error that says how to get one.
+    pub fn resolve(&self) -> Result<Kernel, Failure> {
+        match (&self.kernel, &self.modules) {
+            (Some(kernel), Some(modules)) => {
+                Ok(Kernel::from_paths(kernel, modules).map_err(Failure::bad_input)?)
+            }
+            _ => {
+                let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
+                cache
+                    .find(self.release.as_deref())
+                    .map_err(Failure::infrastructure)
+            }
+        }
+    }
+}
+
+pub fn run(cmd: KernelCommand) -> Result<(), Failure> {
+    let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
+    match cmd {
+        KernelCommand::Fetch { release } => {
+            let kernel = cache
+                .fetch(release.as_deref(), &mut |event| {
+                    eprintln!("rasdrill: {event}")
+                })
+                .map_err(Failure::infrastructure)?;
+            println!("{}\t{}", kernel.release, kernel.vmlinux.display());
+            Ok(())
+        }
+        KernelCommand::List => {
+            let kernels = cache.list().map_err(Failure::infrastructure)?;
+            if kernels.is_empty() {
+                eprintln!(
+                    "no kernel in {}: run `rasdrill kernel fetch`",
+                    cache.kernels_dir().display()
+                );
+            }
+            for k in kernels {
+                println!("{}\t{}", k.release, k.vmlinux.display());
+            }
+            Ok(())
+        }
+    }
+}

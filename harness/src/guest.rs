@@ -1,0 +1,580 @@
+//! A throw-away QEMU guest with rasdrill's agent as its `/init`.
+//!
+//! Booting: build the initramfs (this executable as `/init`, its libraries, the modules the
+//! guest needs, the agent's configuration, any collector files), start QEMU in its own process
+//! group, connect to QMP and to the agent's serial line, and wait for the agent's `Ready`.
+//! Readiness comes from the agent, never from the console; the console is only read to explain
+//! a failure (a panic, a hang).
+
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rasdrill_inject::hmp;
+use rasdrill_inject::MceRecord;
+use rasdrill_qemu::cmdline::{Accel, VmConfig};
+use rasdrill_qemu::initramfs::{Initramfs, InitramfsError};
+use rasdrill_qemu::kernel::Kernel;
+use rasdrill_qemu::modules::{ModuleError, ModuleIndex};
+use rasdrill_qemu::process::{ProcessError, QemuProcess};
+use rasdrill_qemu::qmp::{Qmp, QmpError};
+
+use crate::agent::client::{AgentClient, ClientError};
+use crate::agent::config::{AgentConfig, SetupStep, CONFIG_PATH};
+use crate::agent::protocol::Ready;
+
+/// Modules every guest loads: the injector the agent drives.
+pub const BASE_MODULES: &[&str] = &["mce_inject"];
+
+/// How long a TCG guest may take from QEMU's start to the agent's `Ready`. Measured: 2-5 s on
+/// a 2-core machine; the margin covers a loaded CI machine.
+pub const TCG_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Under KVM the same boot takes well under a second; a broken KVM (this project's CI has
+/// one) must not cost a minute before the fallback to TCG.
+pub const KVM_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The default deadline of one agent request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many console lines an error quotes.
+const CONSOLE_TAIL_LINES: usize = 25;
+
+/// How the guest's CPU is run, as the user asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM when the host CPU has VMX/SVM and the guest comes up in time, otherwise TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// A file the guest needs that is not part of the agent (collector programs and libraries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraFile {
+    /// A host executable, placed with the shared libraries it needs.
+    Executable { guest: PathBuf, host: PathBuf },
+    /// A host file or directory tree, copied as it is.
+    Tree { guest: PathBuf, host: PathBuf },
+}
+
+/// Everything that decides what a guest is. Two scenarios with equal specs can share a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestSpec {
+    pub cpu_model: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub kernel: Kernel,
+    /// Module names, beyond [`BASE_MODULES`] (dependencies are added).
+    pub modules: Vec<String>,
+    pub accel: AccelChoice,
+    pub extra_files: Vec<ExtraFile>,
+    pub setup: Vec<SetupStep>,
+    /// MCE poll interval, seconds: corrected errors injected by QEMU show up at the next poll.
+    pub poll_interval_s: u32,
+    /// The executable that becomes the guest's `/init` (normally this rasdrill).
+    pub agent: PathBuf,
+}
+
+/// The guest could not be booted or stopped working.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("cannot prepare the guest's files in {dir}: {source}")]
+    RunDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot build the guest's initramfs: {0}")]
+    Initramfs(#[from] InitramfsError),
+    #[error("cannot resolve the guest's kernel modules: {0}")]
+    Modules(#[from] ModuleError),
+    #[error("the QEMU configuration is invalid: {0}")]
+    Config(#[from] rasdrill_qemu::cmdline::ConfigError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("QMP: {0}")]
+    Qmp(#[from] QmpError),
+    #[error("--accel kvm: {0}")]
+    KvmUnavailable(String),
+    /// The guest kernel panicked (or QEMU exited) while we waited for something.
+    #[error("the guest kernel panicked {when}, {elapsed:.1?} after QEMU started: {message}\n--- last console lines ---\n{console}")]
+    Panicked {
+        when: String,
+        message: String,
+        elapsed: Duration,
+        console: String,
+    },
+    #[error("QEMU exited {when} ({status}), {elapsed:.1?} after it started; its stderr: {stderr}\n--- last console lines ---\n{console}")]
+    Exited {
+        when: String,
+        status: String,
+        elapsed: Duration,
+        stderr: String,
+        console: String,
+    },
+    /// The agent did not answer in time and QEMU is still running: a hung guest.
+    #[error("the guest did not answer {when}: {source}\n--- last console lines ---\n{console}\n--- QEMU stderr ---\n{stderr}")]
+    Unresponsive {
+        when: String,
+        source: ClientError,
+        console: String,
+        stderr: String,
+    },
+    #[error("QEMU refused `{line}`: {message}")]
+    Monitor { line: String, message: String },
+}
+
+/// A running guest. Dropping it kills QEMU's process group and reaps it.
+pub struct Guest {
+    qemu: QemuProcess,
+    qmp: Qmp,
+    agent: AgentClient,
+    ready: Ready,
+    console_log: PathBuf,
+    accel: Accel,
+    boot_time: Duration,
+    /// The run directory (sockets, console, initramfs); removed with the guest.
+    _run_dir: tempfile::TempDir,
+}
+
+impl Guest {
+    /// Boots a guest and waits for its agent. `progress` hears what happens, in words.
+    pub fn boot(spec: &GuestSpec, progress: &mut dyn FnMut(&str)) -> Result<Guest, GuestError> {
+        let accels = choose_accels(spec.accel)?;
+        let mut last_error = None;
+        for (i, (accel, why)) in accels.iter().enumerate() {
+            if let Some(why) = why {
+                progress(why);
+            }
+            match Self::boot_with(spec, *accel, progress) {
+                Ok(guest) => return Ok(guest),
+                Err(e) if *accel == Accel::Kvm && i + 1 < accels.len() => {
+                    progress(&format!(
+                        "KVM did not bring the guest up ({}); falling back to TCG",
+                        first_line(&e.to_string())
+                    ));
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.expect("at least one accelerator was tried"))
+    }
+
+    fn boot_with(
+        spec: &GuestSpec,
+        accel: Accel,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Guest, GuestError> {
+        let run_dir = tempfile::Builder::new()
+            .prefix("rasdrill-")
+            .tempdir()
+            .map_err(|source| GuestError::RunDir {
+                dir: std::env::temp_dir(),
+                source,
+            })?;
+        let initrd = run_dir.path().join("initramfs.cpio");
+        build_initramfs(spec, &initrd)?;
+
+        let mut config = VmConfig::new(&spec.kernel.vmlinux, run_dir.path());
+        config.accel = accel;
+        config.cpu = spec.cpu_model.clone();
+        config.vcpus = spec.vcpus;
+        config.memory_mib = spec.memory_mib;
+        config.initrd = Some(initrd);
+        let argv = config.argv()?;
+        let paths = config.paths();
+
+        progress(&format!(
+            "booting {} ({} vCPU, {} MiB, {}, kernel {})",
+            spec.cpu_model,
+            spec.vcpus,
+            spec.memory_mib,
+            accel_name(accel),
+            spec.kernel.release
+        ));
+        let started = Instant::now();
+        let mut qemu = QemuProcess::spawn(&config.qemu, &argv)?;
+        let ready_timeout = match accel {
+            Accel::Kvm => KVM_READY_TIMEOUT,
+            Accel::Tcg => TCG_READY_TIMEOUT,
+        };
+        let deadline = started + ready_timeout;
+        // Connect to the agent line first: bytes the guest sends while nobody listens are lost.
+        let agent_stream = connect_socket(&paths.agent_socket, deadline, &mut qemu);
+        let agent_stream = match agent_stream {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(explain_exit(
+                    &mut qemu,
+                    &paths.console_log,
+                    "before its agent socket opened",
+                    e,
+                ))
+            }
+        };
+        let qmp = match Qmp::connect(
+            &paths.qmp_socket,
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            Ok(q) => q,
+            Err(e) => {
+                return Err(explain_exit(
+                    &mut qemu,
+                    &paths.console_log,
+                    "before QMP answered",
+                    GuestError::Qmp(e),
+                ))
+            }
+        };
+        let mut agent =
+            AgentClient::connect(agent_stream).map_err(|source| GuestError::RunDir {
+                dir: run_dir.path().to_path_buf(),
+                source,
+            })?;
+        let ready = match agent.wait_ready(deadline) {
+            Ok(ready) => ready,
+            Err(source) => {
+                return Err(diagnose(
+                    &mut qemu,
+                    &paths.console_log,
+                    "while booting",
+                    source,
+                ));
+            }
+        };
+        let boot_time = started.elapsed();
+        progress(&format!(
+            "guest ready in {:.2} s (kernel {}, {} CPUs)",
+            boot_time.as_secs_f64(),
+            ready.kernel_release,
+            ready.cpus_online
+        ));
+        for warning in &ready.warnings {
+            progress(&format!("guest warning: {warning}"));
+        }
+        Ok(Guest {
+            qemu,
+            qmp,
+            agent,
+            ready,
+            console_log: paths.console_log,
+            accel,
+            boot_time,
+            _run_dir: run_dir,
+        })
+    }
+
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// From QEMU's start to the agent's `Ready`.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// Sends one HMP line through QMP; QEMU's error text comes back as an error.
+    pub fn monitor(&mut self, line: &str) -> Result<String, GuestError> {
+        let reply = self.qmp.human_monitor_command(line)?;
+        Ok(reply)
+    }
+
+    /// Injects a record into the vCPU's banks with QEMU's `mce` command.
+    pub fn inject_qemu(&mut self, record: &MceRecord) -> Result<String, GuestError> {
+        let line = hmp::command(record).map_err(|e| GuestError::Monitor {
+            line: format!("mce (cpu {} bank {})", record.cpu, record.bank),
+            message: e.to_string(),
+        })?;
+        let reply = self.monitor(&line)?;
+        hmp::check_reply(&reply).map_err(|e| GuestError::Monitor {
+            line: line.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(line)
+    }
+
+    /// Runs one agent request, turning a dead or silent guest into a diagnosed error.
+    pub fn call<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl FnOnce(&mut AgentClient, Instant) -> Result<T, ClientError>,
+    ) -> Result<T, GuestError> {
+        let deadline = Instant::now() + timeout;
+        match f(&mut self.agent, deadline) {
+            Ok(v) => Ok(v),
+            Err(ClientError::Agent { message, .. }) => Err(GuestError::Monitor {
+                line: what.to_string(),
+                message,
+            }),
+            Err(e) => Err(diagnose(&mut self.qemu, &self.console_log, what, e)),
+        }
+    }
+
+    /// The agent, for requests whose errors the caller handles itself.
+    pub fn agent(&mut self) -> &mut AgentClient {
+        &mut self.agent
+    }
+
+    /// Whether QEMU is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.qemu.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `timeout` for the guest to die; returns the panic it reported, if any.
+    /// Used after an injection that is expected to panic the guest.
+    pub fn wait_for_panic(&mut self, timeout: Duration) -> Result<Option<Panic>, GuestError> {
+        let exited = self.qemu.wait_timeout(timeout)?;
+        if exited.is_none() {
+            return Ok(None);
+        }
+        let console = read_console(&self.console_log);
+        Ok(Some(Panic {
+            message: panic_message(&console)
+                .unwrap_or_else(|| "QEMU exited without a panic message".into()),
+            console,
+        }))
+    }
+
+    /// The console since boot.
+    pub fn console(&self) -> String {
+        read_console(&self.console_log)
+    }
+
+    /// Asks the agent to power off, then makes sure QEMU is gone.
+    pub fn shutdown(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        if self.agent.poweroff(deadline).is_ok() {
+            let _ = self.qemu.wait_timeout(Duration::from_secs(5));
+        }
+        let _ = self.qemu.kill();
+    }
+}
+
+/// A guest panic, as the console recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panic {
+    /// The `Kernel panic - not syncing: ...` text.
+    pub message: String,
+    pub console: String,
+}
+
+/// Which accelerators to try, in order, with a sentence for the user when the choice was not
+/// the obvious one.
+fn choose_accels(choice: AccelChoice) -> Result<Vec<(Accel, Option<String>)>, GuestError> {
+    match choice {
+        AccelChoice::Tcg => Ok(vec![(Accel::Tcg, None)]),
+        AccelChoice::Kvm => match kvm_unusable_reason() {
+            None => Ok(vec![(Accel::Kvm, None)]),
+            Some(why) => Err(GuestError::KvmUnavailable(why)),
+        },
+        AccelChoice::Auto => match kvm_unusable_reason() {
+            None => Ok(vec![(Accel::Kvm, None), (Accel::Tcg, None)]),
+            Some(why) => Ok(vec![(Accel::Tcg, Some(format!("using TCG: {why}")))]),
+        },
+    }
+}
+
+/// Why KVM cannot run a stock kernel here, or `None` when it is worth a try. A host without
+/// VMX/SVM can still have a /dev/kvm (a paravirtual one) that never boots a Debian kernel.
+fn kvm_unusable_reason() -> Option<String> {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Some("/dev/kvm is missing or not accessible".into());
+    }
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_virt = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if !has_virt {
+        return Some("the host CPU has no VMX/SVM, so /dev/kvm cannot run a stock kernel".into());
+    }
+    None
+}
+
+fn accel_name(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "KVM",
+        Accel::Tcg => "TCG",
+    }
+}
+
+/// The initramfs: the agent as `/init`, its configuration, modules, and extra files.
+fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
+    let mut image = Initramfs::with_base_layout();
+    image.init(&spec.agent)?;
+    let index = ModuleIndex::load(&spec.kernel.modules_dir)?;
+    let mut names: Vec<String> = BASE_MODULES.iter().map(|m| m.to_string()).collect();
+    for m in &spec.modules {
+        if !names.contains(m) {
+            names.push(m.clone());
+        }
+    }
+    let modules = image.modules(&index, &names)?;
+    for extra in &spec.extra_files {
+        match extra {
+            ExtraFile::Executable { guest, host } => {
+                image.executable(guest, host)?;
+            }
+            ExtraFile::Tree { guest, host } => {
+                image.host_tree(guest, host)?;
+            }
+        }
+    }
+    let config = AgentConfig {
+        modules: modules.into_iter().map(|m| m.path).collect(),
+        mce_check_interval_s: Some(spec.poll_interval_s),
+        setup: spec.setup.clone(),
+        ..AgentConfig::default()
+    };
+    image.file(CONFIG_PATH, config.to_json(), 0o644)?;
+    image.write_file(out)?;
+    Ok(())
+}
+
+/// Connects to a unix socket QEMU listens on, retrying until it exists; gives up early when
+/// QEMU has exited.
+fn connect_socket(
+    path: &Path,
+    deadline: Instant,
+    qemu: &mut QemuProcess,
+) -> Result<UnixStream, GuestError> {
+    loop {
+        match UnixStream::connect(path) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                qemu.check_running()?;
+                if Instant::now() >= deadline {
+                    return Err(GuestError::RunDir {
+                        dir: path.to_path_buf(),
+                        source: e,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Turns a failure into the most useful error: a panic if the console shows one, QEMU's exit
+/// if it died, otherwise the original error.
+fn explain_exit(
+    qemu: &mut QemuProcess,
+    console_log: &Path,
+    when: &str,
+    err: GuestError,
+) -> GuestError {
+    match qemu.try_wait() {
+        Ok(Some(status)) => died(qemu, console_log, when, status.to_string()),
+        _ => err,
+    }
+}
+
+/// An agent request failed: was it a panic, QEMU dying, or a hang?
+fn diagnose(
+    qemu: &mut QemuProcess,
+    console_log: &Path,
+    when: &str,
+    source: ClientError,
+) -> GuestError {
+    // A guest that panics makes QEMU exit a moment after the serial line closes.
+    if let Ok(Some(status)) = qemu.wait_timeout(Duration::from_millis(500)) {
+        return died(qemu, console_log, when, status.to_string());
+    }
+    let console = read_console(console_log);
+    GuestError::Unresponsive {
+        when: when.to_string(),
+        source,
+        console: tail(&console, CONSOLE_TAIL_LINES),
+        stderr: qemu.stderr_tail(),
+    }
+}
+
+fn died(qemu: &QemuProcess, console_log: &Path, when: &str, status: String) -> GuestError {
+    let console = read_console(console_log);
+    let elapsed = qemu.elapsed();
+    match panic_message(&console) {
+        Some(message) => GuestError::Panicked {
+            when: when.to_string(),
+            message,
+            elapsed,
+            console: tail(&console, CONSOLE_TAIL_LINES),
+        },
+        None => GuestError::Exited {
+            when: when.to_string(),
+            status,
+            elapsed,
+            stderr: qemu.stderr_tail(),
+            console: tail(&console, CONSOLE_TAIL_LINES),
+        },
+    }
+}
+
+fn read_console(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+        .unwrap_or_default()
+}
+
+/// The kernel's panic line, without its printk prefix.
+pub fn panic_message(console: &str) -> Option<String> {
+    console.lines().find_map(|l| {
+        l.find("Kernel panic - not syncing:")
+            .map(|i| l[i..].trim().to_string())
+    })
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_is_found_without_its_prefix() {
+        let console =
+            "[    2.1] mce: [Hardware Error]: CPU 0: Machine Check: 0 Bank 4: b200000000070005\n\
+                       [    2.2] Kernel panic - not syncing: Fatal local machine check\n";
+        assert_eq!(
+            panic_message(console).as_deref(),
+            Some("Kernel panic - not syncing: Fatal local machine check")
+        );
+        assert_eq!(panic_message("[ 1.0] all fine\n"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\nd", 2), "c\nd");
+        assert_eq!(tail("a", 5), "a");
+    }
+
+    #[test]
+    fn tcg_is_never_refused() {
+        assert_eq!(
+            choose_accels(AccelChoice::Tcg).unwrap(),
+            vec![(Accel::Tcg, None)]
+        );
+    }
+
+    #[test]
+    fn auto_always_ends_with_tcg() {
+        let accels = choose_accels(AccelChoice::Auto).unwrap();
+        assert_eq!(accels.last().unwrap().0, Accel::Tcg);
+    }
+}
