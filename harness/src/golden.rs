@@ -447,7 +447,8 @@ mod tests {
 
     #[test]
     fn a_header_comes_from_the_scenario() {
-        let yaml = "name: amd-f15h-dram-ce\ndescription: 'A corrected DRAM ECC error: \"bank 4\"'\n\
+        let yaml =
+            "name: amd-f15h-dram-ce\ndescription: 'A corrected DRAM ECC error: \"bank 4\"'\n\
                     machine: {profile: amd-f15h}\nsteps: [{sleep_ms: 1}]\n";
         let s =
             crate::scenario::from_str(Path::new("scenarios/amd-f15h-dram-ce.yaml"), yaml).unwrap();
