@@ -121,6 +121,9 @@ pub enum GuestError {
     },
     #[error("QEMU refused `{line}`: {message}")]
     Monitor { line: String, message: String },
+    /// The agent answered, with an error (a refused injection, a missing file...).
+    #[error("the guest's agent refused {what}: {message}")]
+    Refused { what: String, message: String },
 }
 
 /// A running guest. Dropping it kills QEMU's process group and reaps it.
@@ -307,8 +310,8 @@ impl Guest {
         let deadline = Instant::now() + timeout;
         match f(&mut self.agent, deadline) {
             Ok(v) => Ok(v),
-            Err(ClientError::Agent { message, .. }) => Err(GuestError::Monitor {
-                line: what.to_string(),
+            Err(ClientError::Agent { message, .. }) => Err(GuestError::Refused {
+                what: what.to_string(),
                 message,
             }),
             Err(e) => Err(diagnose(&mut self.qemu, &self.console_log, what, e)),

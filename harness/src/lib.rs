@@ -10,3 +10,4 @@ pub mod observe;
 pub mod profile;
 pub mod report;
 pub mod scenario;
+pub mod target;

@@ -113,7 +113,8 @@ impl Agent {
         }
     }
 
-    fn handle(&mut self, request: Request) -> Result<Reply, RequestError> {
+    /// Answers one request (the serial loop calls this; so does the local target, in process).
+    pub fn handle(&mut self, request: Request) -> Result<Reply, RequestError> {
         match request {
             Request::Status => Ok(Reply::Status(self.ready.clone())),
             Request::Inject { record, flags } => self.inject(&record, flags),
