@@ -2,6 +2,7 @@
 pub mod agent;
 pub mod cli;
 pub mod cmd;
+pub mod collect;
 pub mod exit;
 pub mod golden;
 pub mod guest;

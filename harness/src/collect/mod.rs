@@ -1,0 +1,127 @@
+//! Collectors: what gathers the decoders' output during a scenario (the kernel log, trace
+//! events, rasdaemon, any command). One module per collector, all behind [`Collector`].
+//!
+//! The runner's life cycle for each scenario, on a guest or on this machine:
+//! 1. `guest_needs` (guest scenarios, once, before the boot): files, modules and setup steps the
+//!    guest must have; equal needs let scenarios share a guest.
+//! 2. `start` before the first step: take a cursor, start a daemon. Each scenario builds fresh
+//!    collectors, so what one scenario left behind is never seen by the next.
+//! 3. `collect` as often as the runner likes (`wait` steps poll it): everything seen since
+//!    `start`, raw (the runner normalises before comparing).
+//! 4. `stop` at the end, also after a failed step.
+//!
+//! After a guest panic the guest cannot be asked anything: `collect_after_panic` gets the
+//! console text since `start` instead.
+
+use crate::agent::config::SetupStep;
+use crate::guest::ExtraFile;
+use crate::target::{Target, TargetError};
+
+/// What a collector gathered since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// The output, one line per element, as the collector prints it (not normalised).
+    pub lines: Vec<String>,
+    /// How many error records it has seen: what `wait: {records: N}` counts. Each collector
+    /// documents what one record is.
+    pub records: usize,
+}
+
+/// What a guest must contain for a collector to work. Part of the guest's identity: scenarios
+/// whose collectors need different things get different guests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestNeeds {
+    /// Programs and trees copied into the initramfs (an executable brings its libraries).
+    pub files: Vec<ExtraFile>,
+    /// Kernel modules to load at boot (dependencies are added).
+    pub modules: Vec<String>,
+    /// Writes and directories the agent applies at boot, before any scenario runs.
+    pub setup: Vec<SetupStep>,
+}
+
+impl GuestNeeds {
+    /// Adds `other`'s needs, skipping what is already there.
+    pub fn merge(&mut self, other: GuestNeeds) {
+        for f in other.files {
+            if !self.files.contains(&f) {
+                self.files.push(f);
+            }
+        }
+        for m in other.modules {
+            if !self.modules.contains(&m) {
+                self.modules.push(m);
+            }
+        }
+        for s in other.setup {
+            if !self.setup.contains(&s) {
+                self.setup.push(s);
+            }
+        }
+    }
+}
+
+/// A collector could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The target failed under it (the guest died, a request timed out): an infrastructure
+    /// failure, not the scenario's.
+    #[error("collector `{collector}`: {source}")]
+    Target {
+        collector: String,
+        #[source]
+        source: TargetError,
+    },
+    /// The collector itself failed (its command exited with an error, its output is unusable,
+    /// what it needs cannot be found): the scenario fails.
+    #[error("collector `{collector}`: {message}")]
+    Failed { collector: String, message: String },
+}
+
+impl CollectError {
+    pub fn target(collector: &str, source: TargetError) -> CollectError {
+        CollectError::Target {
+            collector: collector.to_string(),
+            source,
+        }
+    }
+
+    pub fn failed(collector: &str, message: impl Into<String>) -> CollectError {
+        CollectError::Failed {
+            collector: collector.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One collector of one scenario.
+pub trait Collector {
+    /// The name scenarios use for it (`kmsg`, `trace`, `rasdaemon`, a command's name).
+    fn name(&self) -> &str;
+
+    /// What the guest must contain. Called once per scenario before any guest boots; it may
+    /// fetch what it needs (say so through `progress`).
+    fn guest_needs(&mut self, progress: &mut dyn FnMut(&str)) -> Result<GuestNeeds, CollectError> {
+        let _ = progress;
+        Ok(GuestNeeds::default())
+    }
+
+    /// Starts collecting: from now on, what the decoders say is this scenario's.
+    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError>;
+
+    /// Everything seen since `start`, raw.
+    fn collect(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError>;
+
+    /// Stops what `start` started. Called once, also when a step failed.
+    fn stop(&mut self, target: &mut dyn Target) -> Result<(), CollectError>;
+
+    /// The output after the guest panicked, from the console text printed since `start`.
+    /// Only the kernel log can be recovered that way.
+    fn collect_after_panic(&mut self, console: &str) -> Result<Collected, CollectError> {
+        let _ = console;
+        Err(CollectError::failed(
+            self.name(),
+            "cannot collect after the guest panicked (only kmsg can: compare kmsg alone in a \
+             scenario that expects a panic)",
+        ))
+    }
+}
