@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::cmd::bench::{self, BenchCommand};
 use crate::cmd::inject::{self, InjectArgs};
 use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
@@ -37,6 +38,9 @@ pub enum Command {
     /// Fetch and list the guest kernels
     #[command(subcommand, after_help = kernel::EXAMPLES)]
     Kernel(KernelCommand),
+    /// Measure: cold start to agent ready (median of several boots)
+    #[command(subcommand, after_help = bench::EXAMPLES)]
+    Bench(BenchCommand),
     /// Be the guest's /init: the agent the host drives over a serial line (run by the kernel, not by hand)
     #[command(hide = true)]
     Agent,
@@ -58,6 +62,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Records(cmd) => records::run(cmd),
         Command::Inject(args) => inject::run(*args),
         Command::Kernel(cmd) => kernel::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Agent => agent(),
     }
 }

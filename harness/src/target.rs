@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::agent::protocol::{ExitInfo, KmsgRecord, Reply, Request, RunOutput, RunSpec, SpawnSpec, Spawned, TraceBatch};
+use crate::agent::protocol::{
+    ExitInfo, KmsgRecord, Reply, Request, RunOutput, RunSpec, SpawnSpec, Spawned, TraceBatch,
+};
 use crate::guest::{Guest, GuestError};
 
 /// A request failed on the target.
@@ -21,7 +23,12 @@ pub enum TargetError {
 /// What collectors and steps use. `request` is the one transport-specific method.
 pub trait Target {
     /// One agent request, with its own deadline.
-    fn request(&mut self, what: &str, request: Request, timeout: Duration) -> Result<Reply, TargetError>;
+    fn request(
+        &mut self,
+        what: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Reply, TargetError>;
 
     /// The guest, when the target is one (QEMU's monitor, panics).
     fn guest(&mut self) -> Option<&mut Guest> {
@@ -29,14 +36,22 @@ pub trait Target {
     }
 
     fn kmsg(&mut self, after: Option<u64>) -> Result<Vec<KmsgRecord>, TargetError> {
-        match self.request("reading the kernel log", Request::Kmsg { after }, DEFAULT_TIMEOUT)? {
+        match self.request(
+            "reading the kernel log",
+            Request::Kmsg { after },
+            DEFAULT_TIMEOUT,
+        )? {
             Reply::Kmsg { records } => Ok(records),
             other => Err(unexpected("reading the kernel log", other)),
         }
     }
 
     fn trace(&mut self, after: Option<u64>) -> Result<TraceBatch, TargetError> {
-        match self.request("reading trace events", Request::Trace { after }, DEFAULT_TIMEOUT)? {
+        match self.request(
+            "reading trace events",
+            Request::Trace { after },
+            DEFAULT_TIMEOUT,
+        )? {
             Reply::Trace(batch) => Ok(batch),
             other => Err(unexpected("reading trace events", other)),
         }
@@ -63,7 +78,11 @@ pub trait Target {
     /// Signals a spawned process, waits `grace`, then kills it.
     fn kill(&mut self, name: &str, signal: i32, grace: Duration) -> Result<ExitInfo, TargetError> {
         let what = format!("stopping {name}");
-        let request = Request::Kill { name: name.to_string(), signal, grace_ms: grace.as_millis() as u64 };
+        let request = Request::Kill {
+            name: name.to_string(),
+            signal,
+            grace_ms: grace.as_millis() as u64,
+        };
         match self.request(&what, request, grace + DEFAULT_TIMEOUT)? {
             Reply::Killed(exit) => Ok(exit),
             other => Err(unexpected(&what, other)),
@@ -72,7 +91,13 @@ pub trait Target {
 
     fn read_file(&mut self, path: &Path) -> Result<String, TargetError> {
         let what = format!("reading {}", path.display());
-        match self.request(&what, Request::ReadFile { path: path.to_path_buf() }, DEFAULT_TIMEOUT)? {
+        match self.request(
+            &what,
+            Request::ReadFile {
+                path: path.to_path_buf(),
+            },
+            DEFAULT_TIMEOUT,
+        )? {
             Reply::File { contents } => Ok(contents),
             other => Err(unexpected(&what, other)),
         }
@@ -80,7 +105,10 @@ pub trait Target {
 
     fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), TargetError> {
         let what = format!("writing {}", path.display());
-        let request = Request::WriteFile { path: path.to_path_buf(), contents: contents.to_string() };
+        let request = Request::WriteFile {
+            path: path.to_path_buf(),
+            contents: contents.to_string(),
+        };
         match self.request(&what, request, DEFAULT_TIMEOUT)? {
             Reply::Done => Ok(()),
             other => Err(unexpected(&what, other)),
@@ -89,7 +117,13 @@ pub trait Target {
 
     fn mkdir(&mut self, path: &Path) -> Result<(), TargetError> {
         let what = format!("creating {}", path.display());
-        match self.request(&what, Request::Mkdir { path: path.to_path_buf() }, DEFAULT_TIMEOUT)? {
+        match self.request(
+            &what,
+            Request::Mkdir {
+                path: path.to_path_buf(),
+            },
+            DEFAULT_TIMEOUT,
+        )? {
             Reply::Done => Ok(()),
             other => Err(unexpected(&what, other)),
         }
@@ -100,12 +134,22 @@ pub trait Target {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn unexpected(what: &str, got: Reply) -> TargetError {
-    TargetError::Unexpected { what: what.to_string(), got: format!("{got:?}") }
+    TargetError::Unexpected {
+        what: what.to_string(),
+        got: format!("{got:?}"),
+    }
 }
 
 impl Target for Guest {
-    fn request(&mut self, what: &str, request: Request, timeout: Duration) -> Result<Reply, TargetError> {
-        Ok(self.call(what, timeout, |agent, deadline| agent.request(request, deadline))?)
+    fn request(
+        &mut self,
+        what: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Reply, TargetError> {
+        Ok(self.call(what, timeout, |agent, deadline| {
+            agent.request(request, deadline)
+        })?)
     }
 
     fn guest(&mut self) -> Option<&mut Guest> {

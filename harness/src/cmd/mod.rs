@@ -1,5 +1,6 @@
 //! One module per `rasdrill` command: its arguments (clap) and what it does.
 
+pub mod bench;
 pub mod guest_inject;
 pub mod inject;
 pub mod kernel;

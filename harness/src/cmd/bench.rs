@@ -1,0 +1,123 @@
+//! `rasdrill bench`: the numbers behind the README's performance claims, measured on this machine.
+//!
+//! `boot`: cold start to agent ready, the cost every guest pays. Each run builds the
+//! initramfs, starts QEMU and waits for the agent's `Ready`, then powers the guest off.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::cmd::kernel::KernelArgs;
+use crate::exit::Failure;
+use crate::guest::{AccelChoice, Guest, GuestSpec};
+use crate::profile::{Profile, DEFAULT_PROFILE};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Cold start to agent ready, median of 5 boots of the default guest:
+  rasdrill bench boot
+  # More runs, another profile, forced TCG:
+  rasdrill bench boot --runs 9 --profile intel-skx --accel tcg";
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Cold start to agent ready: QEMU start, kernel boot, agent setup
+    Boot(BootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// How many boots (the median is reported; at least 5 for a stable figure)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// The machine profile to boot
+    #[arg(long, default_value = DEFAULT_PROFILE, value_parser = profile)]
+    pub profile: &'static Profile,
+    #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
+    pub accel: AccelChoice,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+fn profile(s: &str) -> Result<&'static Profile, String> {
+    s.parse::<&'static Profile>().map_err(|e| e.to_string())
+}
+
+pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
+    match cmd {
+        BenchCommand::Boot(args) => boot(args),
+    }
+}
+
+fn boot(args: BootArgs) -> Result<(), Failure> {
+    let p = args.profile;
+    let spec = GuestSpec {
+        cpu_model: p.cpu_model.to_string(),
+        vcpus: p.vcpus,
+        memory_mib: p.memory_mib,
+        kernel: args.kernel.resolve()?,
+        modules: p.decoder_modules.iter().map(|m| m.to_string()).collect(),
+        accel: args.accel,
+        extra_files: Vec::new(),
+        setup: Vec::new(),
+        poll_interval_s: 1,
+        agent: std::env::current_exe()
+            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
+    };
+    let mut host = Vec::new();
+    let mut guest_uptime = Vec::new();
+    for i in 1..=args.runs {
+        let guest = Guest::boot(&spec, &mut |_| {}).map_err(Failure::infrastructure)?;
+        let t = guest.boot_time();
+        let up = Duration::from_millis(guest.ready().uptime_ms);
+        eprintln!(
+            "rasdrill: boot {i}/{}: agent ready {:.3} s after QEMU started (guest uptime {:.3} s)",
+            args.runs,
+            t.as_secs_f64(),
+            up.as_secs_f64()
+        );
+        guest.shutdown();
+        host.push(t);
+        guest_uptime.push(up);
+    }
+    let (min, median, max) = stats(&mut host);
+    let (_, up_median, _) = stats(&mut guest_uptime);
+    println!(
+        "boot to agent ready, {} ({} vCPU, {} MiB, {}), {} runs: median {:.3} s (min {:.3} s, max {:.3} s); \
+         guest uptime at ready: median {:.3} s",
+        p.name,
+        p.vcpus,
+        p.memory_mib,
+        format!("{:?}", args.accel).to_lowercase(),
+        args.runs,
+        median.as_secs_f64(),
+        min.as_secs_f64(),
+        max.as_secs_f64(),
+        up_median.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Minimum, median (lower median for an even count) and maximum.
+fn stats(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    samples.sort();
+    (
+        samples[0],
+        samples[(samples.len() - 1) / 2],
+        samples[samples.len() - 1],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let ms = Duration::from_millis;
+        let mut odd = [ms(30), ms(10), ms(20)];
+        assert_eq!(stats(&mut odd), (ms(10), ms(20), ms(30)));
+        let mut even = [ms(40), ms(10), ms(30), ms(20)];
+        assert_eq!(stats(&mut even), (ms(10), ms(20), ms(40)));
+    }
+}
