@@ -8,6 +8,7 @@
 //! - [`kernel`]: the kernel cache: find, fetch and unpack a Debian kernel.
 
 pub mod cmdline;
+pub mod debian;
 mod decompress;
 mod elf;
 pub mod initramfs;
