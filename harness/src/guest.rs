@@ -55,6 +55,14 @@ pub enum ExtraFile {
     Executable { guest: PathBuf, host: PathBuf },
     /// A host file or directory tree, copied as it is.
     Tree { guest: PathBuf, host: PathBuf },
+    /// An executable from unpacked packages (`dpkg-deb -x` trees) the host need not have
+    /// installed: its libraries are looked for under `library_roots` first and placed at
+    /// their path inside the root.
+    PackagedExecutable {
+        guest: PathBuf,
+        host: PathBuf,
+        library_roots: Vec<PathBuf>,
+    },
 }
 
 /// Everything that decides what a guest is. Two scenarios with equal specs can share a guest.
@@ -430,6 +438,13 @@ fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
             }
             ExtraFile::Tree { guest, host } => {
                 image.host_tree(guest, host)?;
+            }
+            ExtraFile::PackagedExecutable {
+                guest,
+                host,
+                library_roots,
+            } => {
+                image.executable_with_roots(guest, host, library_roots)?;
             }
         }
     }

@@ -10,13 +10,21 @@ use std::process::Command;
 use super::InitramfsError;
 
 /// Absolute paths of the libraries and the loader `exe` needs; empty for a static executable.
-pub fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>, InitramfsError> {
+/// `search` (directories of libraries the host does not have installed, e.g. from an unpacked
+/// package) is searched before the host's own directories.
+pub fn needed_libraries(exe: &Path, search: &[PathBuf]) -> Result<Vec<PathBuf>, InitramfsError> {
     let ldd_err = |reason: String| InitramfsError::Ldd {
         exe: exe.to_path_buf(),
         reason,
     };
-    let output = Command::new("ldd")
-        .arg(exe)
+    let mut command = Command::new("ldd");
+    command.arg(exe);
+    if !search.is_empty() {
+        let joined = std::env::join_paths(search)
+            .map_err(|e| ldd_err(format!("bad library directory: {e}")))?;
+        command.env("LD_LIBRARY_PATH", joined);
+    }
+    let output = command
         .output()
         .map_err(|e| ldd_err(format!("cannot run ldd: {e}")))?;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -222,9 +222,42 @@ impl Initramfs {
         path: impl AsRef<Path>,
         host: &Path,
     ) -> Result<&mut Self, InitramfsError> {
+        self.executable_with_roots(path, host, &[])
+    }
+
+    /// Like [`Initramfs::executable`], for an executable whose libraries may come from
+    /// unpacked packages (`dpkg-deb -x` trees) that the host has not installed: each root's
+    /// `lib/x86_64-linux-gnu`, `usr/lib/x86_64-linux-gnu`, `lib` and `usr/lib` are searched
+    /// before the host's directories, and a library found under a root is placed at its path
+    /// inside that root (`<root>/usr/lib/...` becomes `/usr/lib/...`), where the guest's
+    /// loader looks.
+    pub fn executable_with_roots(
+        &mut self,
+        path: impl AsRef<Path>,
+        host: &Path,
+        roots: &[PathBuf],
+    ) -> Result<&mut Self, InitramfsError> {
         self.host_file(path, host, Some(0o755))?;
-        for lib in libs::needed_libraries(host)? {
-            self.host_file(&lib, &lib, None)?;
+        let search: Vec<PathBuf> = roots
+            .iter()
+            .flat_map(|root| {
+                [
+                    "lib/x86_64-linux-gnu",
+                    "usr/lib/x86_64-linux-gnu",
+                    "lib",
+                    "usr/lib",
+                ]
+                .map(|dir| root.join(dir))
+            })
+            .filter(|dir| dir.is_dir())
+            .collect();
+        for lib in libs::needed_libraries(host, &search)? {
+            let inside = roots
+                .iter()
+                .find_map(|root| lib.strip_prefix(root).ok())
+                .map(|rel| Path::new("/").join(rel))
+                .unwrap_or_else(|| lib.clone());
+            self.host_file(&inside, &lib, None)?;
         }
         Ok(self)
     }
@@ -485,6 +518,30 @@ mod tests {
             .unwrap();
         assert_eq!(loader.mode & cpio::S_IFMT, S_IFREG);
         assert!(loader.data.starts_with(b"\x7fELF"));
+    }
+
+    #[test]
+    fn libraries_from_an_unpacked_package_go_to_their_path_inside_it() {
+        // apt links libz (through libapt-pkg); an unpacked "package" that ships libz wins over
+        // the host's copy, and lands where the guest's loader looks.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("zlib1g/root");
+        let lib_dir = root.join("usr/lib/x86_64-linux-gnu");
+        fs::create_dir_all(&lib_dir).unwrap();
+        fs::copy("/lib/x86_64-linux-gnu/libz.so.1", lib_dir.join("libz.so.1")).unwrap();
+        let mut image = Initramfs::new();
+        image
+            .executable_with_roots("/usr/bin/apt", Path::new("/usr/bin/apt"), &[root])
+            .unwrap();
+        match image.nodes.get("usr/lib/x86_64-linux-gnu/libz.so.1") {
+            Some(Node::File {
+                source: Source::Host(host),
+                ..
+            }) => assert_eq!(host, &lib_dir.join("libz.so.1")),
+            other => panic!("libz is {other:?}"),
+        }
+        assert!(!image.nodes.contains_key("lib/x86_64-linux-gnu/libz.so.1"));
+        assert!(image.nodes.contains_key("lib/x86_64-linux-gnu/libc.so.6"));
     }
 
     #[test]
