@@ -205,10 +205,7 @@ impl Guest {
         ));
         let started = Instant::now();
         let mut qemu = QemuProcess::spawn(&config.qemu, &argv)?;
-        let ready_timeout = match accel {
-            Accel::Kvm => KVM_READY_TIMEOUT,
-            Accel::Tcg => TCG_READY_TIMEOUT,
-        };
+        let ready_timeout = ready_timeout(accel);
         let deadline = started + ready_timeout;
         // Connect to the agent line first: bytes the guest sends while nobody listens are lost.
         let agent_stream = connect_socket(&paths.agent_socket, deadline, &mut qemu);
@@ -374,6 +371,21 @@ pub struct Panic {
     pub console: String,
 }
 
+/// Environment variable overriding the boot deadline, in seconds (a slow machine, a test).
+pub const BOOT_TIMEOUT_ENV: &str = "RASDRILL_BOOT_TIMEOUT";
+
+fn ready_timeout(accel: Accel) -> Duration {
+    let from_env = std::env::var(BOOT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64);
+    from_env.unwrap_or(match accel {
+        Accel::Kvm => KVM_READY_TIMEOUT,
+        Accel::Tcg => TCG_READY_TIMEOUT,
+    })
+}
+
 /// Which accelerators to try, in order, with a sentence for the user when the choice was not
 /// the obvious one.
 fn choose_accels(choice: AccelChoice) -> Result<Vec<(Accel, Option<String>)>, GuestError> {
@@ -491,7 +503,8 @@ fn explain_exit(
     when: &str,
     err: GuestError,
 ) -> GuestError {
-    match qemu.try_wait() {
+    // A refused connection usually means QEMU is on its way out: give it a moment to finish.
+    match qemu.wait_timeout(Duration::from_millis(500)) {
         Ok(Some(status)) => died(qemu, console_log, when, status.to_string()),
         _ => err,
     }

@@ -2,9 +2,11 @@
 //! the kernel's files. One test binary (one link step), a module per area.
 
 mod guard;
+mod guest;
 mod help;
 mod inject_debugfs;
 mod inject_edac;
 mod lock;
+mod rasdaemon;
 mod records;
 mod support;

@@ -1,0 +1,408 @@
+//! `rasdrill inject --guest`: real QEMU (TCG), the real Debian kernel from the cache, the
+//! rasdrill agent as /init. Each test gives rasdrill its own TMPDIR, where every QEMU it
+//! starts keeps its run directory, so the test can prove that no QEMU of its own survives.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+
+use crate::support::DEADLINE;
+
+const DRAM_ECC: &[&str] = &[
+    "--cpu",
+    "0",
+    "--bank",
+    "4",
+    "--status",
+    "0x9c7d410092080813",
+    "--addr",
+    "0x12345000",
+];
+const DECODED: &str = "[Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.";
+
+/// One rasdrill invocation with a private TMPDIR.
+struct GuestRun {
+    tmp: tempfile::TempDir,
+}
+
+impl GuestRun {
+    fn new() -> GuestRun {
+        GuestRun {
+            tmp: tempfile::Builder::new()
+                .prefix("rd-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cargo_bin("rasdrill"));
+        cmd.args(args)
+            .env("TMPDIR", self.tmp.path())
+            .env_remove("RASDRILL_QEMU");
+        cmd
+    }
+
+    fn inject(&self, args: &[&str]) -> Output {
+        let mut all = vec!["inject", "--guest", "amd-f15h", "--accel", "tcg"];
+        all.extend_from_slice(args);
+        let out = self.command(&all).output().unwrap();
+        self.assert_no_qemu();
+        out
+    }
+
+    /// Pids of live processes whose command line mentions this run's TMPDIR (QEMU's sockets
+    /// and console are there).
+    fn qemu_pids(&self) -> Vec<u32> {
+        let needle = self.tmp.path().to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let zombie =
+                fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+            if cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn assert_no_qemu(&self) {
+        let left = self.qemu_pids();
+        assert!(
+            left.is_empty(),
+            "QEMU processes survived rasdrill: {left:?}"
+        );
+    }
+
+    /// Waits until this run's QEMU is running (the guest is booting).
+    fn wait_for_qemu(&self, child: &mut Child) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.qemu_pids().is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "rasdrill exited before QEMU started"
+            );
+            assert!(Instant::now() < deadline, "QEMU never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_no_qemu(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.qemu_pids().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "QEMU survived rasdrill: {:?}",
+                self.qemu_pids()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn mce_record_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("mce_record:"))
+        .collect()
+}
+
+#[test]
+fn a_corrected_dram_ecc_error_through_qemu_is_decoded_by_edac_mce_amd() {
+    let run = GuestRun::new();
+    let out = run.inject(&[&["--via", "qemu"], DRAM_ECC].concat());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", stdout, text(&out.stderr));
+    assert!(stdout.contains(DECODED), "{stdout}");
+    assert!(
+        stdout.contains("MC4_STATUS[-|CE|MiscV|AddrV|-|CECC|-]: 0x9c7d410092080813"),
+        "{stdout}"
+    );
+    let records = mce_record_lines(&stdout);
+    assert_eq!(records.len(), 1, "{stdout}");
+    assert!(
+        records[0].contains("MC4: 9c7d410092080813"),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[0].contains("ADDR/MISC/SYND: 0000000012345000/"),
+        "{}",
+        records[0]
+    );
+    assert!(text(&out.stderr).contains("sent `mce 0 4 0x9c7d410092080813 0x0 0x12345000 0x0`"));
+}
+
+#[test]
+fn the_same_record_through_the_guests_debugfs_is_decoded_within_a_second() {
+    let run = GuestRun::new();
+    // --timeout 1: rasdrill fails unless the decoded lines arrive within a second.
+    let out = run.inject(
+        &[
+            &["--via", "debugfs", "--flags", "sw", "--timeout", "1"],
+            DRAM_ECC,
+        ]
+        .concat(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", stdout, text(&out.stderr));
+    assert!(stdout.contains(DECODED), "{stdout}");
+    assert_eq!(mce_record_lines(&stdout).len(), 1, "{stdout}");
+    assert!(
+        text(&out.stderr).contains("wrote 8 mce-inject files in the guest"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_uncorrected_error_through_qemu_panics_the_guest_and_is_reported() {
+    let run = GuestRun::new();
+    let args = [
+        "--via",
+        "qemu",
+        "--bank",
+        "4",
+        "--status",
+        "0xbc00000000000813",
+        "--addr",
+        "0x12345000",
+    ];
+    let expected = run.inject(&[&args[..], &["--expect-panic"]].concat());
+    let stdout = text(&expected.stdout);
+    assert!(
+        expected.status.success(),
+        "{}\n{}",
+        stdout,
+        text(&expected.stderr)
+    );
+    assert!(
+        stdout.contains("== guest panic ==\nKernel panic - not syncing:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Machine check"), "{stdout}");
+    assert!(text(&expected.stderr).contains("QEMU is gone"));
+}
+
+#[test]
+fn an_unexpected_panic_fails_with_its_message() {
+    let run = GuestRun::new();
+    let out = run.inject(&[
+        "--via",
+        "qemu",
+        "--bank",
+        "4",
+        "--status",
+        "0xbc00000000000813",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: the guest panicked: Kernel panic - not syncing:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bank_out_of_range_is_refused_before_booting() {
+    let run = GuestRun::new();
+    let out = run.inject(&[
+        "--via",
+        "qemu",
+        "--bank",
+        "10",
+        "--status",
+        "0x9c7d410092080813",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: --bank 10: QEMU gives every guest CPU 10 MCA banks (0-9)"
+    );
+}
+
+#[test]
+fn a_cpu_the_guest_does_not_have_is_refused_before_booting() {
+    let run = GuestRun::new();
+    let out = run.inject(&[
+        "--via",
+        "debugfs",
+        "--cpu",
+        "2",
+        "--bank",
+        "4",
+        "--status",
+        "0x9c7d410092080813",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: --cpu 2: the amd-f15h guest has 2 vCPUs (0-1)"
+    );
+}
+
+#[test]
+fn a_missing_kernel_says_how_to_get_one() {
+    let run = GuestRun::new();
+    let empty_cache = tempfile::tempdir().unwrap();
+    let out = run
+        .command(&[&["inject", "--guest", "--via", "qemu"], DRAM_ECC].concat())
+        .env("RASDRILL_CACHE", empty_cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no kernel in"), "{stderr}");
+    assert!(stderr.contains("run `rasdrill kernel fetch`"), "{stderr}");
+    assert!(stderr.contains("--kernel PATH --modules DIR"), "{stderr}");
+}
+
+#[test]
+fn a_missing_qemu_says_how_to_install_it() {
+    let run = GuestRun::new();
+    let out = run
+        .command(&[&["inject", "--guest", "--via", "qemu"], DRAM_ECC].concat())
+        .env("RASDRILL_QEMU", "/nonexistent/qemu-system-x86_64")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/qemu-system-x86_64 not found: install qemu-system-x86"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn qemu_failing_to_start_the_kernel_is_reported_with_its_stderr() {
+    let run = GuestRun::new();
+    let not_a_kernel = run.tmp.path().join("not-a-kernel");
+    fs::write(&not_a_kernel, "this is not a kernel image\n").unwrap();
+    let modules = cached_modules_dir();
+    let out = run.inject(
+        &[
+            &[
+                "--via",
+                "qemu",
+                "--kernel",
+                not_a_kernel.to_str().unwrap(),
+                "--modules",
+                modules.to_str().unwrap(),
+            ][..],
+            DRAM_ECC,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("QEMU exited") || stderr.contains("exited after"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("qemu"),
+        "QEMU's own error text is quoted: {stderr}"
+    );
+}
+
+#[test]
+fn a_guest_that_does_not_come_up_in_time_is_reported_and_killed() {
+    let run = GuestRun::new();
+    // No Debian kernel reaches /init in 0.5 s under TCG: the boot deadline passes.
+    let out = run
+        .command(
+            &[
+                &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
+                DRAM_ECC,
+            ]
+            .concat(),
+        )
+        .env("RASDRILL_BOOT_TIMEOUT", "0.5")
+        .output()
+        .unwrap();
+    run.assert_no_qemu();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the guest did not answer while booting: timed out after"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--- last console lines ---"), "{stderr}");
+}
+
+#[test]
+fn killing_rasdrill_with_sigkill_mid_boot_takes_qemu_with_it() {
+    let run = GuestRun::new();
+    let mut child = run
+        .command(
+            &[
+                &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
+                DRAM_ECC,
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    run.wait_for_qemu(&mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run.wait_for_no_qemu();
+}
+
+#[test]
+fn interrupting_rasdrill_mid_boot_kills_qemu_and_exits() {
+    let run = GuestRun::new();
+    let mut child = run
+        .command(
+            &[
+                &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
+                DRAM_ECC,
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    run.wait_for_qemu(&mut child);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "rasdrill ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    run.assert_no_qemu();
+}
+
+fn cached_modules_dir() -> PathBuf {
+    let cache = rasdrill_qemu::kernel::KernelCache::from_env().unwrap();
+    let kernel = cache
+        .find(None)
+        .expect("the tests need a cached kernel: run `rasdrill kernel fetch` (ci/test does)");
+    assert!(Path::new(&kernel.modules_dir).is_dir());
+    kernel.modules_dir
+}
