@@ -526,7 +526,7 @@ fn diagnose(
         when: when.to_string(),
         source,
         console: tail(&console, CONSOLE_TAIL_LINES),
-        stderr: qemu.stderr_tail(),
+        stderr: qemu_stderr(qemu),
     }
 }
 
@@ -544,9 +544,24 @@ fn died(qemu: &QemuProcess, console_log: &Path, when: &str, status: String) -> G
             when: when.to_string(),
             status,
             elapsed,
-            stderr: qemu.stderr_tail(),
+            stderr: qemu_stderr(qemu),
             console: tail(&console, CONSOLE_TAIL_LINES),
         },
+    }
+}
+
+/// QEMU's stderr without the warnings every AMD model prints under TCG (features TCG cannot
+/// emulate), which would bury the line that matters.
+fn qemu_stderr(qemu: &QemuProcess) -> String {
+    let all = qemu.stderr_tail();
+    let kept: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.contains("TCG doesn't support requested feature"))
+        .collect();
+    if kept.is_empty() {
+        "(nothing)".into()
+    } else {
+        kept.join("\n")
     }
 }
 
@@ -566,6 +581,9 @@ pub fn panic_message(console: &str) -> Option<String> {
 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return "(nothing)".into();
+    }
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
