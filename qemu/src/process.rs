@@ -186,7 +186,7 @@ impl QemuProcess {
                 program: self.program.clone(),
                 status,
                 elapsed: self.elapsed(),
-                stderr: self.stderr_tail(),
+                stderr: self.stderr_tail().trim_end().to_owned(),
             }),
         }
     }
@@ -414,7 +414,7 @@ mod tests {
         let err = process.check_running().unwrap_err().to_string();
         assert!(err.starts_with("sh exited after "), "{err}");
         assert!(
-            err.ends_with("(exit status: 3); its stderr ends with:\nbad option -x\n"),
+            err.ends_with("(exit status: 3); its stderr ends with:\nbad option -x"),
             "{err}"
         );
     }

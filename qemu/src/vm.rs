@@ -127,10 +127,7 @@ impl Vm {
         let stream = match ready {
             Some(Ready::Listening(stream)) => stream,
             Some(Ready::Exited(source)) => {
-                return Err(VmError::Process {
-                    source,
-                    diagnostics: diagnostics(&process),
-                })
+                return Err(process_error(source, diagnostics(&process)))
             }
             None => {
                 let source = QmpError::Connect {
@@ -144,11 +141,21 @@ impl Vm {
                 });
             }
         };
-        let qmp = Qmp::handshake(stream, deadline.remaining().max(Duration::from_secs(1)))
-            .map_err(|source| VmError::Qmp {
-                source,
-                diagnostics: diagnostics(&process),
-            })?;
+        let qmp = match Qmp::handshake(stream, deadline.remaining().max(Duration::from_secs(1))) {
+            Ok(qmp) => qmp,
+            Err(source) => {
+                // QEMU listens before it has checked all its options: a connection it drops
+                // usually means it is exiting, and its stderr says why.
+                let _ = process.wait_timeout(Duration::from_secs(2));
+                return Err(match process.check_running() {
+                    Err(exited) => process_error(exited, diagnostics(&process)),
+                    Ok(()) => VmError::Qmp {
+                        source,
+                        diagnostics: diagnostics(&process),
+                    },
+                });
+            }
+        };
         Ok(Vm {
             config,
             qmp,
@@ -219,10 +226,7 @@ impl Vm {
     pub fn check_running(&mut self) -> Result<(), VmError> {
         self.process
             .check_running()
-            .map_err(|source| VmError::Process {
-                source,
-                diagnostics: self.diagnostics(),
-            })
+            .map_err(|source| process_error(source, self.diagnostics()))
     }
 
     /// Waits up to `timeout` for QEMU to exit by itself (guest power-off, panic with
@@ -234,10 +238,7 @@ impl Vm {
                 elapsed: timeout,
                 diagnostics: self.diagnostics(),
             }),
-            Err(source) => Err(VmError::Process {
-                source,
-                diagnostics: self.diagnostics(),
-            }),
+            Err(source) => Err(process_error(source, self.diagnostics())),
         }
     }
 
@@ -257,6 +258,17 @@ impl Vm {
     /// Kills QEMU's process group now and reaps it (dropping the `Vm` does the same).
     pub fn kill(mut self) -> Result<ExitStatus, VmError> {
         self.process.kill().map_err(VmError::Spawn)
+    }
+}
+
+/// A process error with diagnostics, minus the stderr the error itself already quotes.
+fn process_error(source: ProcessError, mut diagnostics: Box<Diagnostics>) -> VmError {
+    if matches!(source, ProcessError::Exited { .. }) {
+        diagnostics.stderr_tail.clear();
+    }
+    VmError::Process {
+        source,
+        diagnostics,
     }
 }
 
