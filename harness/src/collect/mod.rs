@@ -13,6 +13,8 @@
 //! After a guest panic the guest cannot be asked anything: `collect_after_panic` gets the
 //! console text since `start` instead.
 
+pub mod rasdaemon;
+
 use crate::agent::config::SetupStep;
 use crate::guest::ExtraFile;
 use crate::target::{Target, TargetError};
