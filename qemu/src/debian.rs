@@ -271,7 +271,7 @@ pub fn unpack(deb: &Path, dest: &Path) -> Result<(), DebianError> {
 }
 
 /// Runs a tool to completion in the C locale; its stdout, or its stderr in the error.
-fn run(command: &mut Command) -> Result<String, DebianError> {
+pub(crate) fn run(command: &mut Command) -> Result<String, DebianError> {
     command.env("LC_ALL", "C");
     let line = format!(
         "{} {}",

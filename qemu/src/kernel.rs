@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::debian::{self, DebianError};
 use crate::decompress::{self, Format};
 use crate::modules::{ModuleError, ModuleIndex};
 
@@ -82,8 +83,10 @@ pub enum KernelError {
         path: PathBuf,
         expected: &'static str,
     },
-    #[error("`{command}` failed: {detail}")]
-    Tool { command: String, detail: String },
+    #[error("`apt-cache depends linux-image-amd64` names no kernel package: {output}")]
+    NoDefaultKernel { output: String },
+    #[error(transparent)]
+    Debian(#[from] DebianError),
     #[error("apt knows no package {package} (run apt-get update?); available: {available}")]
     UnknownPackage { package: String, available: String },
     #[error("{path}: not a kernel image this can unpack: {reason}")]
@@ -242,7 +245,7 @@ impl KernelCache {
         release: Option<&str>,
         progress: &mut dyn FnMut(FetchEvent),
     ) -> Result<Kernel, KernelError> {
-        let (package, release) = resolve_package(release)?;
+        let (package, version, release) = resolve_package(release)?;
         progress(FetchEvent::Resolved {
             package: package.clone(),
             release: release.clone(),
@@ -274,11 +277,9 @@ impl KernelCache {
         progress(FetchEvent::Downloading {
             package: package.clone(),
         });
-        run(Command::new("apt-get")
-            .args(["download", "-q", &package])
-            .current_dir(work.path()))?;
-        let deb = find_deb(work.path())?;
-        let bytes = fs::metadata(&deb).map(|m| m.len()).unwrap_or(0);
+        let debs = debian::download(&[(package.clone(), version)], work.path())?;
+        let deb = &debs[0];
+        let bytes = fs::metadata(deb).map(|m| m.len()).unwrap_or(0);
         progress(FetchEvent::Downloaded {
             file: deb.file_name().unwrap_or_default().to_string_lossy().into(),
             bytes,
@@ -286,7 +287,7 @@ impl KernelCache {
 
         progress(FetchEvent::Unpacking);
         let unpacked = work.path().join("root");
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+        debian::unpack(deb, &unpacked)?;
         let stage = work.path().join("stage");
         stage_kernel(&unpacked, &release, &stage, progress)?;
 
@@ -453,20 +454,20 @@ fn version_key(release: &str) -> Vec<(u64, String)> {
     key
 }
 
-/// The package to download and the release it holds. Prefers the `-unsigned` package (the
-/// same kernel without the Secure Boot signature), falling back to the signed one.
-fn resolve_package(release: Option<&str>) -> Result<(String, String), KernelError> {
+/// The package to download, its version and the release it holds. Prefers the `-unsigned`
+/// package (the same kernel without the Secure Boot signature), else the signed one.
+fn resolve_package(release: Option<&str>) -> Result<(String, String, String), KernelError> {
     let release = match release {
         Some(release) => full_release(release),
         None => {
-            let text = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+            let text =
+                debian::run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
             let image = text
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("Depends: "))
                 .find(|p| p.starts_with("linux-image-"))
-                .ok_or_else(|| KernelError::Tool {
-                    command: "apt-cache depends linux-image-amd64".into(),
-                    detail: format!("no `Depends: linux-image-...` line in: {}", text.trim()),
+                .ok_or_else(|| KernelError::NoDefaultKernel {
+                    output: text.trim().to_owned(),
                 })?;
             image
                 .trim_start_matches("linux-image-")
@@ -478,32 +479,30 @@ fn resolve_package(release: Option<&str>) -> Result<(String, String), KernelErro
         format!("linux-image-{release}-unsigned"),
         format!("linux-image-{release}"),
     ] {
-        let known = Command::new("apt-cache")
-            .args(["show", "--no-all-versions", &package])
-            .output();
-        if known.is_ok_and(|o| o.status.success() && !o.stdout.is_empty()) {
-            return Ok((package, release));
+        match debian::candidate_versions(&[&package]) {
+            Ok(versions) => return Ok((package, versions[0].clone(), release)),
+            Err(DebianError::UnknownPackage { .. }) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    let available = run(Command::new("apt-cache").args([
+    let available = debian::run(Command::new("apt-cache").args([
         "search",
         "--names-only",
         "^linux-image-[0-9].*-amd64-unsigned$",
     ]))
     .map(|text| {
-        let names: Vec<_> = text
+        let releases: Vec<_> = text
             .lines()
             .filter_map(|l| l.split(' ').next())
             .map(|p| {
                 p.trim_start_matches("linux-image-")
                     .trim_end_matches("-unsigned")
-                    .to_owned()
             })
             .collect();
-        if names.is_empty() {
+        if releases.is_empty() {
             "none".into()
         } else {
-            names.join(", ")
+            releases.join(", ")
         }
     })
     .unwrap_or_else(|e| e.to_string());
@@ -511,40 +510,6 @@ fn resolve_package(release: Option<&str>) -> Result<(String, String), KernelErro
         package: format!("linux-image-{release}-unsigned"),
         available,
     })
-}
-
-fn find_deb(dir: &Path) -> Result<PathBuf, KernelError> {
-    let io = |source| KernelError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    for entry in fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.extension().is_some_and(|e| e == "deb") {
-            return Ok(path);
-        }
-    }
-    Err(KernelError::Tool {
-        command: "apt-get download".into(),
-        detail: format!("no .deb appeared in {}", dir.display()),
-    })
-}
-
-/// Runs a command to completion; its stdout, or its stderr in the error.
-fn run(command: &mut Command) -> Result<String, KernelError> {
-    let line = format!("{:?}", command).replace('"', "");
-    let output = command.output().map_err(|e| KernelError::Tool {
-        command: line.clone(),
-        detail: e.to_string(),
-    })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(KernelError::Tool {
-            command: line,
-            detail: format!("{}: {}", output.status, stderr.trim()),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

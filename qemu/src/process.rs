@@ -161,20 +161,11 @@ impl QemuProcess {
     /// Waits up to `timeout` for the process to exit; `Ok(None)` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
         let deadline = Deadline::after(timeout);
-        let mut failure = None;
-        let status = wait_until(&deadline, Duration::from_millis(5), || {
-            match self.try_wait() {
-                Ok(status) => status,
-                Err(e) => {
-                    failure = Some(e);
-                    Some(ExitStatus::default())
-                }
-            }
-        });
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(status),
-        }
+        // try_wait gives Ok(None) while running: transposed, that is "not yet" for wait_until.
+        wait_until(&deadline, Duration::from_millis(5), || {
+            self.try_wait().transpose()
+        })
+        .transpose()
     }
 
     /// `Ok` while the process runs; once it has exited, [`ProcessError::Exited`] with its
