@@ -7,10 +7,12 @@ use crate::cmd::bench::{self, BenchCommand};
 use crate::cmd::inject::{self, InjectArgs};
 use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
+use crate::cmd::run::{self as run_cmd, RunArgs};
 use crate::exit::{self, Failure};
 
 const AFTER_HELP: &str = "\
 Examples:
+  rasdrill run
   rasdrill records explain 0x9c7d410092080813
   rasdrill records dump errors.mce
   rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run";
@@ -29,6 +31,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run scenarios (default: scenarios/) and compare what the decoders said with golden files
+    #[command(after_help = run_cmd::EXAMPLES)]
+    Run(Box<RunArgs>),
     /// Explain and print machine-check records
     #[command(subcommand)]
     Records(RecordsCommand),
@@ -59,6 +64,7 @@ pub fn run() -> Result<(), Failure> {
 
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Run(args) => run_cmd::run(*args),
         Command::Records(cmd) => records::run(cmd),
         Command::Inject(args) => inject::run(*args),
         Command::Kernel(cmd) => kernel::run(cmd),

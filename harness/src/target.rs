@@ -46,6 +46,15 @@ pub trait Target {
         }
     }
 
+    /// The sequence number of the newest kernel log record (`None`: the log is empty): pass it
+    /// as `after` to see only what comes next.
+    fn kmsg_last(&mut self) -> Result<Option<u64>, TargetError> {
+        match self.request("reading the kernel log", Request::KmsgLast, DEFAULT_TIMEOUT)? {
+            Reply::Kmsg { records } => Ok(records.last().map(|r| r.seq)),
+            other => Err(unexpected("reading the kernel log", other)),
+        }
+    }
+
     fn trace(&mut self, after: Option<u64>) -> Result<TraceBatch, TargetError> {
         match self.request(
             "reading trace events",

@@ -361,6 +361,7 @@ fn request_name(request: &Request) -> String {
         Request::Status => "status",
         Request::Inject { .. } => "inject",
         Request::Kmsg { .. } => "kmsg",
+        Request::KmsgLast => "kmsg_last",
         Request::Trace { .. } => "trace",
         Request::Run(spec) => return format!("run {:?}", spec.argv),
         Request::Spawn(spec) => return format!("spawn {}", spec.name),

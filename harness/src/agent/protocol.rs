@@ -35,6 +35,9 @@ pub enum Request {
     },
     /// Kernel log records with a sequence number above `after`.
     Kmsg { after: Option<u64> },
+    /// The newest kernel log record alone (as `Reply::Kmsg`): a cursor for what comes next,
+    /// without sending the whole log over the serial line.
+    KmsgLast,
     /// Trace lines with a sequence number above `after`.
     Trace { after: Option<u64> },
     /// Run a command to completion.
@@ -245,6 +248,7 @@ mod tests {
             Request::Kmsg {
                 after: Some(u64::MAX),
             },
+            Request::KmsgLast,
             Request::Trace { after: Some(3) },
             Request::Run(run),
             Request::Spawn(SpawnSpec {

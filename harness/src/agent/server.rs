@@ -118,6 +118,15 @@ impl Agent {
         match request {
             Request::Status => Ok(Reply::Status(self.ready.clone())),
             Request::Inject { record, flags } => self.inject(&record, flags),
+            Request::KmsgLast => {
+                let path = self.env.kmsg();
+                let mut records =
+                    kmsg::read_after(&path, None).map_err(file_error("read", &path))?;
+                let last = records.pop();
+                Ok(Reply::Kmsg {
+                    records: last.into_iter().collect(),
+                })
+            }
             Request::Kmsg { after } => {
                 let path = self.env.kmsg();
                 let records = kmsg::read_after(&path, after).map_err(file_error("read", &path))?;

@@ -6,8 +6,8 @@ use rasdrill_inject::debugfs::{Debugfs, InjectionType};
 use rasdrill_inject::injector::Injector;
 use rasdrill_inject::{hmp, status, Action, MceRecord};
 
-use crate::agent::protocol::{KmsgRecord, TraceEvent};
 use crate::cmd::inject::{records, InjectArgs, Via};
+use crate::collect;
 use crate::exit::{Code, Failure};
 use crate::guest::{Guest, GuestError, GuestSpec, REQUEST_TIMEOUT};
 use crate::observe::{Observed, Observer};
@@ -204,28 +204,12 @@ fn mce_records(observed: &Observed) -> usize {
 fn print_observed(observed: &Observed) {
     println!("== kernel log ==");
     for r in &observed.kmsg {
-        println!("{}", kmsg_line(r));
+        println!("{}", collect::kmsg::line(r));
     }
     println!("== trace ==");
     for e in &observed.trace {
-        println!("{}", trace_line(e));
+        println!("{}", collect::trace::line(e));
     }
-}
-
-/// A kernel log record as dmesg prints it.
-pub fn kmsg_line(r: &KmsgRecord) -> String {
-    format!(
-        "[{:5}.{:06}] {}",
-        r.usec / 1_000_000,
-        r.usec % 1_000_000,
-        r.text
-    )
-}
-
-/// A trace event as `trace_pipe` prints its event part (the task and CPU columns depend on
-/// which task the poll interrupted, so they are left out).
-pub fn trace_line(e: &TraceEvent) -> String {
-    format!("{}: {}", e.event, e.fields)
 }
 
 fn guest_failure(e: GuestError) -> Failure {

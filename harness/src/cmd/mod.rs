@@ -5,6 +5,7 @@ pub mod guest_inject;
 pub mod inject;
 pub mod kernel;
 pub mod records;
+pub mod run;
 
 use rasdrill_inject::mcelang;
 

@@ -13,10 +13,17 @@
 //! After a guest panic the guest cannot be asked anything: `collect_after_panic` gets the
 //! console text since `start` instead.
 
+pub mod command;
+pub mod kmsg;
 pub mod rasdaemon;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::agent::config::SetupStep;
 use crate::guest::ExtraFile;
+use crate::scenario::{self, CollectorKind};
 use crate::target::{Target, TargetError};
 
 /// What a collector gathered since it started.
@@ -126,4 +133,79 @@ pub trait Collector {
              scenario that expects a panic)",
         ))
     }
+}
+
+/// What a collector may need to know about where its scenario runs.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The scenario file's directory (relative paths in a scenario are relative to it).
+    pub base: PathBuf,
+    /// Environment for the programs a collector runs.
+    pub env: BTreeMap<String, String>,
+    /// Their working directory (`None`: the target's default).
+    pub cwd: Option<PathBuf>,
+}
+
+impl Context {
+    /// Guest collectors run their programs with the agent's environment.
+    pub fn for_guest(scenario: &scenario::Scenario) -> Context {
+        Context {
+            base: scenario_dir(scenario),
+            ..Context::default()
+        }
+    }
+
+    /// On this machine: `RASDRILL_ROOT` names the root, and a stand-in tree is the working
+    /// directory of the collectors' programs.
+    pub fn for_local(scenario: &scenario::Scenario, root: &Path, stand_in: bool) -> Context {
+        let mut ctx = Context {
+            base: scenario_dir(scenario),
+            ..Context::default()
+        };
+        ctx.env
+            .insert("RASDRILL_ROOT".into(), root.display().to_string());
+        if stand_in {
+            ctx.cwd = Some(root.to_path_buf());
+        }
+        ctx
+    }
+}
+
+fn scenario_dir(scenario: &scenario::Scenario) -> PathBuf {
+    scenario
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A fresh collector for one scenario, as the scenario declares it.
+pub fn build(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {
+    Ok(match &c.kind {
+        CollectorKind::Kmsg { filter } => Box::new(kmsg::Kmsg::new(filter.as_deref())?),
+        CollectorKind::Trace { events } => Box::new(trace::Trace::new(events)),
+        CollectorKind::Command {
+            start,
+            collect,
+            stop,
+            needs,
+        } => Box::new(command::Command::new(
+            command::CommandSpec {
+                name: c.name.clone(),
+                start: start.clone(),
+                collect: collect.clone(),
+                stop: stop.clone(),
+                needs: needs.clone(),
+            },
+            &ctx.base,
+            ctx.env.clone(),
+            ctx.cwd.clone(),
+        )),
+        CollectorKind::Rasdaemon => {
+            return Err(CollectError::failed(
+                "rasdaemon",
+                "the rasdaemon collector is not built yet",
+            ))
+        }
+    })
 }

@@ -45,6 +45,10 @@ pub enum Event {
     RunFinished {
         elapsed: Duration,
     },
+    /// Anything else worth a line: a kernel download, a guest booting, a guest's warning.
+    Note {
+        text: String,
+    },
 }
 
 /// Where events go.
@@ -162,6 +166,7 @@ impl<W: Write> Sink for Progress<W> {
             Event::RunFinished { elapsed } => {
                 self.line(&format!("finished in {}", seconds(*elapsed)))
             }
+            Event::Note { text } => self.line(text),
         }
     }
 }

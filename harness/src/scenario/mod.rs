@@ -123,8 +123,9 @@ pub struct Collector {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CollectorKind {
-    /// The kernel log.
-    Kmsg,
+    /// The kernel log; `filter` (a validated regular expression) replaces the default choice
+    /// of RAS lines (see `collect::kmsg`).
+    Kmsg { filter: Option<String> },
     /// Tracepoints, `group/event` (e.g. `mce/mce_record`).
     Trace { events: Vec<String> },
     /// rasdaemon's decoded events.
@@ -134,6 +135,8 @@ pub enum CollectorKind {
         start: Option<Vec<String>>,
         collect: Vec<String>,
         stop: Option<Vec<String>>,
+        /// Host programs copied into the guest (with their libraries), by name or path.
+        needs: Vec<String>,
     },
 }
 

@@ -37,7 +37,8 @@ const KERNEL_KEYS: &[&str] = &["path", "modules"];
 const LOCAL_KEYS: &[&str] = &["root"];
 const SETUP_KEYS: &[&str] = &["modules", "poll_interval_s", "fake_panic"];
 const TRACE_KEYS: &[&str] = &["events"];
-const COMMAND_KEYS: &[&str] = &["name", "start", "collect", "stop"];
+const COMMAND_KEYS: &[&str] = &["name", "start", "collect", "stop", "needs"];
+const KMSG_KEYS: &[&str] = &["match"];
 const STEP_TAGS: &[&str] = &["inject", "wait", "expect_panic", "sleep_ms"];
 const INJECT_KEYS: &[&str] = &[
     "via",
@@ -624,7 +625,27 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
         })
     };
     match tag.as_str() {
-        "kmsg" => simple(CollectorKind::Kmsg, p),
+        "kmsg" => {
+            let filter = match settings {
+                None => None,
+                Some(s) => {
+                    let mut f = Fields::new(s, &here, KMSG_KEYS, p)?;
+                    let filter = f
+                        .require(
+                            "match",
+                            "a regular expression choosing the lines to keep",
+                            p,
+                        )
+                        .and_then(|n| pattern(n, &child(&here, "match"), p));
+                    f.finish(p);
+                    Some(filter?.as_str().to_string())
+                }
+            };
+            Some(Collector {
+                name: tag,
+                kind: CollectorKind::Kmsg { filter },
+            })
+        }
         "rasdaemon" => simple(CollectorKind::Rasdaemon, p),
         "trace" => {
             let events = match settings {
@@ -671,6 +692,10 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
                     None => None,
                 };
             let stop = argv("stop", &mut f, p);
+            let needs = match f.take("needs") {
+                Some(n) => program_names(n, &child(&here, "needs"), p),
+                None => Some(Vec::new()),
+            };
             f.finish(p);
             let name = name?;
             if ["kmsg", "trace", "rasdaemon"].contains(&name.as_str()) {
@@ -687,6 +712,7 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
                     start: start?,
                     collect: collect?,
                     stop: stop?,
+                    needs: needs?,
                 },
             })
         }
@@ -714,6 +740,40 @@ fn trace_events(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>
         }
     }
     ok.then_some(events)
+}
+
+/// Host programs for a guest: a name looked up on the host's PATH, or a path. They are placed
+/// in the guest's /usr/bin under their file name, so two may not share one.
+fn program_names(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {
+    let names = strings(node, path, p)?;
+    let Value::Seq(nodes) = &node.value else {
+        return None;
+    };
+    if names.len() != nodes.len() {
+        return None;
+    }
+    let mut ok = true;
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, n) in names.iter().zip(nodes) {
+        let file = name.rsplit('/').next().unwrap_or("");
+        if file.is_empty() || file == "." || file == ".." {
+            p.add(
+                n.loc,
+                path,
+                format!("`{name}` is not a program name or path"),
+            );
+            ok = false;
+        } else if seen.contains(&file) {
+            p.add(
+                n.loc,
+                path,
+                format!("two programs named `{file}`: each goes to /usr/bin/{file} in the guest"),
+            );
+            ok = false;
+        }
+        seen.push(file);
+    }
+    ok.then_some(names)
 }
 
 fn command_argv(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {

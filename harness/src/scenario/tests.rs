@@ -161,6 +161,7 @@ fn records_come_from_mce_inject_files_relative_to_the_scenario() {
         start,
         collect,
         stop,
+        ..
     } = &s.collectors[1].kind
     else {
         panic!("the second collector is a command");

@@ -1,0 +1,158 @@
+//! `rasdrill run`: run scenarios, compare what the decoders said with golden files.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use rasdrill_qemu::kernel::{Kernel, KernelCache, KernelError};
+
+use crate::cmd::kernel::KernelArgs;
+use crate::exit::{Code, Failure};
+use crate::golden::{self, Mode};
+use crate::guest::AccelChoice;
+use crate::report::{Progress, RunReport};
+use crate::run::{self, Options};
+use crate::scenario::{self, Scenario};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # The whole suite (scenarios/), compared with golden/; fetches a guest kernel if none is cached:
+  rasdrill run
+  # Some scenarios, with reports for CI:
+  rasdrill run scenarios/amd-f15h-dram-ce-qemu.yaml --junit report.xml --json report.json
+  # After reviewing the diffs: make the golden files say what this run saw:
+  rasdrill run --accept
+  # Another kernel for the guests:
+  rasdrill run --kernel ~/linux/vmlinux --modules ~/linux/mods/lib/modules/6.12.0
+
+Scenarios are YAML files (docs/scenarios.md). All of them are checked before anything boots.
+Guest scenarios that need the same guest share one boot. A mismatch prints a diff and writes
+<golden>.snap.new beside the golden file (not in CI: --ci, or CI set and not false/0).";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files, or directories of *.yaml files (default: scenarios/)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Write the golden files that differ or are missing (and remove their .snap.new)
+    #[arg(long, conflicts_with = "ci")]
+    pub accept: bool,
+
+    /// Behave as in CI: write nothing, not even .snap.new files (also when CI is set and not false/0)
+    #[arg(long)]
+    pub ci: bool,
+
+    /// Write a JUnit XML report here
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a JSON report here
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Where the golden files are
+    #[arg(long, value_name = "DIR", default_value = golden::DEFAULT_DIR)]
+    pub golden: PathBuf,
+
+    /// How QEMU runs the guests: auto tries KVM (bounded) and falls back to TCG
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto, help_heading = "Guest")]
+    pub accel: AccelChoice,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(scenario::DEFAULT_DIR)]
+    } else {
+        args.paths.clone()
+    };
+    let scenarios = scenario::load(&paths).map_err(|invalid| {
+        for problem in &invalid.problems {
+            eprintln!("{problem}\n");
+        }
+        let n = invalid.problems.len();
+        Failure::bad_input(format!(
+            "{n} problem{} in the scenarios; nothing ran",
+            if n == 1 { "" } else { "s" }
+        ))
+    })?;
+    let kernel = if needs_default_kernel(&scenarios) {
+        Some(default_kernel(&args.kernel)?)
+    } else {
+        None
+    };
+    let options = Options {
+        golden_dir: args.golden.clone(),
+        mode: Mode::from_env(args.accept, args.ci),
+        accel: args.accel,
+        kernel,
+        agent: std::env::current_exe()
+            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
+    };
+    let report = run::run(&scenarios, &options, &mut Progress::stderr());
+    print!("{}", report.summary());
+    if let Some(path) = &args.junit {
+        report.write_junit(path).map_err(|e| {
+            Failure::infrastructure(format!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    if let Some(path) = &args.json {
+        report.write_json(path).map_err(|e| {
+            Failure::infrastructure(format!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    verdict(&report)
+}
+
+/// Whether any guest scenario boots the default kernel.
+fn needs_default_kernel(scenarios: &[Scenario]) -> bool {
+    scenarios
+        .iter()
+        .any(|s| s.machine().is_some_and(|m| m.kernel.is_none()))
+}
+
+/// `--kernel/--modules`, else the cached kernel, else one fetched now (the main job fetches
+/// what it needs).
+fn default_kernel(args: &KernelArgs) -> Result<Kernel, Failure> {
+    if args.kernel.is_some() {
+        return args.resolve();
+    }
+    let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
+    match cache.find(args.release.as_deref()) {
+        Ok(kernel) => Ok(kernel),
+        Err(KernelError::NoneCached { .. } | KernelError::NotCached { .. }) => {
+            eprintln!(
+                "rasdrill: no guest kernel in {}: fetching Debian's",
+                cache.kernels_dir().display()
+            );
+            cache
+                .fetch(args.release.as_deref(), &mut |event| {
+                    eprintln!("rasdrill: {event}")
+                })
+                .map_err(|e| Failure::infrastructure(format!("cannot fetch a guest kernel: {e}")))
+        }
+        Err(e) => Err(Failure::infrastructure(e)),
+    }
+}
+
+fn verdict(report: &RunReport) -> Result<(), Failure> {
+    let code = report.exit_code();
+    if code == Code::Success {
+        return Ok(());
+    }
+    let failed = report
+        .results
+        .iter()
+        .filter(|r| r.outcome() != crate::report::Outcome::Passed)
+        .count();
+    Err(Failure::new(
+        code,
+        format!(
+            "{failed} of {} scenario{} did not pass",
+            report.results.len(),
+            if report.results.len() == 1 { "" } else { "s" }
+        ),
+    ))
+}

@@ -1,0 +1,226 @@
+//! The `kmsg` collector: the kernel log since the scenario started, as dmesg prints it
+//! (`[    2.345678] text`), through the target's `/dev/kmsg`.
+//!
+//! Which lines: by default those of the RAS and machine-check world ([`DEFAULT_FILTER`]: the
+//! decoders' `[Hardware Error]` lines, `mce:`, `EDAC`, `RAS`, memory failure and hwpoison, machine
+//! checks and a panic's lines); a scenario's `kmsg: {match: REGEX}` chooses instead. The kernel's
+//! rate-limited notices ([`RATE_LIMITED`]) are always left out: whether one is printed depends
+//! on what ran before in the same guest, and results must not depend on order.
+//!
+//! A record, for `wait: {records: N}`, is one machine-check or memory-controller error as the
+//! kernel reports it: a line matching [`RECORD`], i.e. the kernel's own `Machine Check...: Bank N:`
+//! line (no decoder, or a panic), edac_mce_amd's `MCn_STATUS` line, or the EDAC core's
+//! `EDAC MCn: N CE|UE` line. Each of these is printed once per error.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{CollectError, Collected, Collector};
+use crate::agent::protocol::KmsgRecord;
+use crate::target::Target;
+
+/// The lines kept when a scenario does not choose (case-insensitive).
+pub const DEFAULT_FILTER: &str = r"(?i)hardware error|machine check|\bmce\b|mce:|edac|\bras\b|memory failure|hwpoison|kernel panic|kernel offset";
+
+/// Kernel notices that are rate-limited across the guest's life: `mce_notify_irq` prints
+/// `Machine check events logged` at most twice a minute, then counts what it suppressed.
+pub const RATE_LIMITED: &str = r"Machine check events logged|callbacks suppressed";
+
+/// One error report, whoever printed it.
+pub const RECORD: &str = r"Machine Check( Exception)?: [0-9a-fA-F]+ Bank \d+:|\bMC\d+_STATUS\b|EDAC MC\d+: \d+ (CE|UE)\b";
+
+static RATE_LIMITED_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(RATE_LIMITED).expect("a valid pattern"));
+static RECORD_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(RECORD).expect("a valid pattern"));
+
+/// A kernel log record as dmesg prints it.
+pub fn line(r: &KmsgRecord) -> String {
+    format!(
+        "[{:5}.{:06}] {}",
+        r.usec / 1_000_000,
+        r.usec % 1_000_000,
+        r.text
+    )
+}
+
+pub struct Kmsg {
+    filter: Regex,
+    /// The cursor: the last sequence number seen.
+    after: Option<u64>,
+    seen: Vec<KmsgRecord>,
+}
+
+impl Kmsg {
+    /// `filter` is a scenario's `match:` (already validated), or `None` for [`DEFAULT_FILTER`].
+    pub fn new(filter: Option<&str>) -> Result<Kmsg, CollectError> {
+        let pattern = filter.unwrap_or(DEFAULT_FILTER);
+        let filter = Regex::new(pattern)
+            .map_err(|e| CollectError::failed("kmsg", format!("match: {pattern:?}: {e}")))?;
+        Ok(Kmsg {
+            filter,
+            after: None,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Whether a message (without its timestamp) belongs in the output.
+    pub fn keeps(&self, text: &str) -> bool {
+        self.filter.is_match(text) && !RATE_LIMITED_RE.is_match(text)
+    }
+
+    fn collected(&self, texts: impl Iterator<Item = (String, String)>) -> Collected {
+        let mut out = Collected::default();
+        for (text, shown) in texts {
+            if self.keeps(&text) {
+                if RECORD_RE.is_match(&text) {
+                    out.records += 1;
+                }
+                out.lines.push(shown);
+            }
+        }
+        out
+    }
+}
+
+impl Collector for Kmsg {
+    fn name(&self) -> &str {
+        "kmsg"
+    }
+
+    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
+        self.after = target
+            .kmsg_last()
+            .map_err(|e| CollectError::target("kmsg", e))?;
+        self.seen.clear();
+        Ok(())
+    }
+
+    fn collect(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError> {
+        let new = target
+            .kmsg(self.after)
+            .map_err(|e| CollectError::target("kmsg", e))?;
+        if let Some(last) = new.last() {
+            self.after = Some(last.seq);
+        }
+        self.seen.extend(new);
+        Ok(self.collected(self.seen.iter().map(|r| (r.text.clone(), line(r)))))
+    }
+
+    fn stop(&mut self, _target: &mut dyn Target) -> Result<(), CollectError> {
+        Ok(())
+    }
+
+    /// The console prints the same records as `[    2.345678] text`: its lines since the
+    /// scenario started, filtered the same way.
+    fn collect_after_panic(&mut self, console: &str) -> Result<Collected, CollectError> {
+        Ok(self.collected(console.lines().map(|l| {
+            let text = strip_timestamp(l);
+            (text.to_string(), l.trim_end().to_string())
+        })))
+    }
+}
+
+/// `[    2.345678] text` -> `text`.
+fn strip_timestamp(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some((stamp, text)) = rest.split_once(']') {
+            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return text.strip_prefix(' ').unwrap_or(text);
+            }
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, usec: u64, text: &str) -> KmsgRecord {
+        KmsgRecord {
+            seq,
+            usec,
+            level: 4,
+            facility: 0,
+            text: text.to_string(),
+            dict: Default::default(),
+        }
+    }
+
+    /// Lines an amd-f15h guest printed for a QEMU-injected CE (reference section 8), plus noise.
+    const F15H_CE: &[&str] = &[
+        "mce: [Hardware Error]: Machine check events logged",
+        "[Hardware Error]: Corrected error, no action required.",
+        "[Hardware Error]: CPU:0 (15:2:2) MC4_STATUS[-|CE|MiscV|AddrV|-|CECC|-]: 0x9c7d410092080813",
+        "[Hardware Error]: Error Addr: 0x0000000012345000",
+        "[Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.",
+        "[Hardware Error]: cache level: L3/GEN, mem/io: MEM, mem-tx: RD, part-proc: SRC (no timeout)",
+        "clocksource: timekeeping watchdog on CPU1: Marking clocksource 'tsc' as unstable",
+        "mce_notify_irq: 2 callbacks suppressed",
+    ];
+
+    #[test]
+    fn keeps_ras_lines_drops_noise_and_rate_limited_notices_and_counts_records() {
+        let k = Kmsg::new(None).unwrap();
+        let records: Vec<_> = F15H_CE
+            .iter()
+            .enumerate()
+            .map(|(i, t)| record(i as u64, 2_000_000 + i as u64, t))
+            .collect();
+        let out = k.collected(records.iter().map(|r| (r.text.clone(), line(r))));
+        assert_eq!(out.records, 1);
+        assert_eq!(out.lines.len(), 5, "{:#?}", out.lines);
+        assert_eq!(
+            out.lines[0],
+            "[    2.000001] [Hardware Error]: Corrected error, no action required."
+        );
+        assert!(out.lines.iter().all(|l| !l.contains("clocksource")
+            && !l.contains("events logged")
+            && !l.contains("suppressed")));
+    }
+
+    #[test]
+    fn counts_the_kernels_own_lines_and_edac_as_records() {
+        let k = Kmsg::new(None).unwrap();
+        let texts = [
+            "mce: [Hardware Error]: CPU 0: Machine Check: 0 Bank 4: 9c00000000010090",
+            "mce: [Hardware Error]: TSC 0 ADDR 12345000",
+            "mce: [Hardware Error]: CPU 1: Machine Check Exception: 5 Bank 4: b200000000070005",
+            "Kernel panic - not syncing: Fatal local machine check",
+            "EDAC MC0: 1 CE memory read error on DIMM0 (mc:0 csrow:1 channel:0)",
+        ];
+        let out = k.collected(texts.iter().map(|t| (t.to_string(), t.to_string())));
+        assert_eq!((out.records, out.lines.len()), (3, 5));
+    }
+
+    #[test]
+    fn a_scenarios_match_replaces_the_default_filter() {
+        let k = Kmsg::new(Some("clocksource")).unwrap();
+        assert!(k.keeps("clocksource: Switched to clocksource tsc"));
+        assert!(!k.keeps("[Hardware Error]: Error Addr: 0x0000000012345000"));
+        assert!(!k.keeps("clocksource: 3 callbacks suppressed"));
+    }
+
+    #[test]
+    fn console_lines_are_read_like_records() {
+        let mut k = Kmsg::new(None).unwrap();
+        let console = "[    3.100000] mce: [Hardware Error]: CPU 0: Machine Check Exception: 5 Bank 4: b200000000070005\r\n\
+                       rasdrill-agent: something\n\
+                       [    3.100100] Kernel panic - not syncing: Fatal local machine check\n\
+                       [    3.100200] Kernel Offset: 0x1000000 from 0xffffffff81000000\n";
+        let out = k.collect_after_panic(console).unwrap();
+        assert_eq!(out.records, 1);
+        assert_eq!(out.lines.len(), 3);
+        assert_eq!(
+            out.lines[1],
+            "[    3.100100] Kernel panic - not syncing: Fatal local machine check"
+        );
+    }
+
+    #[test]
+    fn dmesg_format() {
+        assert_eq!(line(&record(1, 12_345_678, "x")), "[   12.345678] x");
+    }
+}

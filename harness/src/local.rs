@@ -1,0 +1,333 @@
+//! The local target: this machine (lab hardware), or a directory tree that stands in for its
+//! kernel files (`target: {local: {root: DIR}}`).
+//!
+//! Collectors talk to it with the same requests as to a guest's agent, answered in process by
+//! the agent's own [`Agent::handle`]. Injections go through the inject crate as
+//! `rasdrill inject` does them: every check first, then the lock, then the writes; on the real
+//! root the guard refuses uncorrected and fatal errors.
+//!
+//! A stand-in tree is copied to a temporary directory for each scenario, and the scenario works
+//! on the copy: the committed tree never changes, and every run starts from the same files.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rasdrill_inject::debugfs::Debugfs;
+use rasdrill_inject::edac::{AmdEcc, EdacFake};
+use rasdrill_inject::guard::{self, Allow};
+use rasdrill_inject::injector::Injector;
+use rasdrill_inject::lock::{InjectLock, LockError};
+use rasdrill_inject::preflight::{self, Machine};
+use rasdrill_inject::{perform, Action, InjectError, PerformError, Vendor};
+
+use crate::agent::process::Children;
+use crate::agent::protocol::{Ready, Reply, Request};
+use crate::agent::server::{Agent, Environment};
+use crate::agent::trace::{self, TraceBuffer};
+use crate::scenario::{EdacRequest, Inject};
+use crate::target::{Target, TargetError};
+
+/// The local target could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot copy the stand-in tree {from} to {to}: {source}")]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// An injection on this machine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalInjectError {
+    /// Refused before any write (the guard, a preflight check): bad input.
+    #[error("injection refused before any write: {0}")]
+    Refused(#[from] InjectError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Perform(#[from] PerformError),
+    #[error("{0} injects into a guest; a local target takes debugfs and edac")]
+    NotHere(&'static str),
+}
+
+pub struct LocalTarget {
+    agent: Agent,
+    root: PathBuf,
+    /// The root is `/`: the guard applies.
+    real: bool,
+    /// The copy of a stand-in tree, removed with the target.
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl LocalTarget {
+    /// This machine (`root` `None` or `/`), or a fresh copy of the tree at `root`.
+    /// `trace_events` are the tracepoints a trace collector wants (`group/event`): only then is
+    /// `trace_pipe` read, and on the real root those tracepoints are enabled.
+    pub fn new(root: Option<&Path>, trace_events: &[String]) -> Result<LocalTarget, LocalError> {
+        let (root, copy) = match root {
+            None => (PathBuf::from("/"), None),
+            Some(r) if r == Path::new("/") => (PathBuf::from("/"), None),
+            Some(tree) => {
+                let copy = tempfile::Builder::new()
+                    .prefix("rasdrill-root-")
+                    .tempdir()
+                    .map_err(|source| LocalError::Copy {
+                        from: tree.to_path_buf(),
+                        to: std::env::temp_dir(),
+                        source,
+                    })?;
+                copy_tree(tree, copy.path()).map_err(|source| LocalError::Copy {
+                    from: tree.to_path_buf(),
+                    to: copy.path().to_path_buf(),
+                    source,
+                })?;
+                (copy.path().to_path_buf(), Some(copy))
+            }
+        };
+        let real = copy.is_none();
+        let env = Environment { root: root.clone() };
+        let mut enabled = Vec::new();
+        let trace: Result<Arc<TraceBuffer>, String> = if trace_events.is_empty() {
+            Err("no trace collector in this scenario".to_string())
+        } else {
+            if real {
+                enabled = trace::enable(&env.tracefs(), trace_events).0;
+            }
+            let pipe = env.tracefs().join("trace_pipe");
+            if pipe.exists() {
+                Ok(TraceBuffer::start(pipe))
+            } else {
+                Err(format!(
+                    "{} does not exist (is tracefs mounted?)",
+                    pipe.display()
+                ))
+            }
+        };
+        let ready = Ready {
+            kernel_release: host_release(),
+            cpus_online: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            uptime_ms: 0,
+            setup_ms: 0,
+            modules_loaded: Vec::new(),
+            tracepoints_enabled: enabled,
+            warnings: Vec::new(),
+        };
+        Ok(LocalTarget {
+            agent: Agent::new(env, ready, trace, Children::default()),
+            root,
+            real,
+            _copy: copy,
+        })
+    }
+
+    /// Where the kernel files are: `/`, or the copy of the stand-in tree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether this is the machine itself (not a stand-in tree).
+    pub fn is_real(&self) -> bool {
+        self.real
+    }
+
+    /// Checks everything (the guard on the real root, then the kernel files), takes the
+    /// inject lock and writes. Returns the writes performed.
+    pub fn inject(&mut self, inject: &Inject) -> Result<Vec<String>, LocalInjectError> {
+        let root = self.root.clone();
+        let guarded = self.real;
+        let allow = Allow::default();
+        let actions: Vec<Action> = match inject {
+            Inject::Qemu { .. } => return Err(LocalInjectError::NotHere("via: qemu")),
+            Inject::Debugfs { records, flags } => {
+                let actions = preflight::describe_all(&Debugfs::new(&root, *flags), records)?;
+                if guarded {
+                    guard::check(records, vendor(&root), allow)?;
+                }
+                preflight::check_debugfs(&root, *flags, records, &actions)?;
+                actions
+            }
+            Inject::Edac(EdacRequest::Amd64(req)) => {
+                let actions = AmdEcc::new(&root).describe(req)?;
+                if guarded {
+                    guard::check_amd_ecc(req, allow)?;
+                }
+                preflight::check_amd_ecc(&root, req, &actions)?;
+                actions
+            }
+            Inject::Edac(EdacRequest::Fake(req)) => {
+                let actions = EdacFake::new(&root).describe(req)?;
+                if guarded {
+                    guard::check_edac_fake(req, allow)?;
+                }
+                preflight::check_edac_fake(&root, req, &actions)?;
+                actions
+            }
+        };
+        let _lock = InjectLock::acquire(&root)?;
+        perform(&actions)?;
+        Ok(actions.iter().map(ToString::to_string).collect())
+    }
+}
+
+impl Target for LocalTarget {
+    fn request(
+        &mut self,
+        what: &str,
+        request: Request,
+        _timeout: Duration,
+    ) -> Result<Reply, TargetError> {
+        // Injections are not served here: they go through `inject`, with the guard and the lock.
+        if let Request::Inject { .. } = request {
+            return Err(TargetError::Refused {
+                what: what.to_string(),
+                message: "a local target injects through LocalTarget::inject".into(),
+            });
+        }
+        self.agent
+            .handle(request)
+            .map_err(|e| TargetError::Refused {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// This machine's vendor for the guard: unknown (the stricter reading) if /proc/cpuinfo says nothing.
+fn vendor(root: &Path) -> Vendor {
+    Machine::new(root)
+        .vendor()
+        .map(|(v, _)| v)
+        .unwrap_or(Vendor::Unknown)
+}
+
+/// The running kernel's release (golden headers record it).
+pub fn host_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Copies a tree: directories, regular files (with their permissions) and symbolic links
+/// (as links).
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let source = entry.path();
+        let dest = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&source, &dest)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&source)?, &dest)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &dest)?;
+        } else {
+            return Err(io::Error::other(format!(
+                "{} is neither a file, a directory nor a link",
+                source.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rasdrill_inject::edac::{EccAccess, EccInjection};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn amd64_edac_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mc0 = dir.path().join("sys/devices/system/edac/mc/mc0");
+        fs::create_dir_all(&mc0).unwrap();
+        for f in ["inject_section", "inject_word", "inject_ecc_vector"] {
+            fs::write(mc0.join(f), "0x0\n").unwrap();
+        }
+        for f in ["inject_write", "inject_read"] {
+            fs::write(mc0.join(f), "").unwrap();
+            fs::set_permissions(mc0.join(f), fs::Permissions::from_mode(0o200)).unwrap();
+        }
+        std::os::unix::fs::symlink("mc0", dir.path().join("sys/devices/system/edac/mc/mc"))
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_stand_in_tree_is_copied_and_the_original_never_changes() {
+        let tree = amd64_edac_tree();
+        let req = EccInjection::new(0, 1, 2, 0x10, EccAccess::Read).unwrap();
+        let mut target = LocalTarget::new(Some(tree.path()), &[]).unwrap();
+        assert!(!target.is_real());
+        let writes = target
+            .inject(&Inject::Edac(EdacRequest::Amd64(req)))
+            .unwrap();
+        assert_eq!(writes.len(), 4);
+        let mc0 = |root: &Path| root.join("sys/devices/system/edac/mc/mc0");
+        let copy = target.root().to_path_buf();
+        assert_eq!(
+            fs::read_to_string(mc0(&copy).join("inject_ecc_vector")).unwrap(),
+            "0x10\n"
+        );
+        assert_eq!(
+            fs::read_to_string(mc0(&copy).join("inject_read")).unwrap(),
+            "1\n"
+        );
+        let mode = fs::metadata(mc0(&copy).join("inject_write"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o200);
+        assert!(
+            fs::symlink_metadata(copy.join("sys/devices/system/edac/mc/mc"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read_to_string(mc0(tree.path()).join("inject_ecc_vector")).unwrap(),
+            "0x0\n"
+        );
+        drop(target);
+        assert!(!copy.exists(), "the copy is removed with the target");
+    }
+
+    #[test]
+    fn kmsg_last_is_a_cursor_to_what_comes_next() {
+        let tree = amd64_edac_tree();
+        fs::create_dir_all(tree.path().join("dev")).unwrap();
+        let log = "6,1,100,-;Linux version 6.1.0-56-amd64\n4,2,5000,-;mce: CPU0: Thermal monitoring enabled\n";
+        fs::write(tree.path().join("dev/kmsg"), log).unwrap();
+        let mut target = LocalTarget::new(Some(tree.path()), &[]).unwrap();
+        assert_eq!(target.kmsg_last().unwrap(), Some(2));
+        assert!(target.kmsg(Some(2)).unwrap().is_empty());
+        fs::write(target.root().join("dev/kmsg"), "").unwrap();
+        assert_eq!(target.kmsg_last().unwrap(), None);
+    }
+
+    #[test]
+    fn requests_are_answered_in_process_and_qemu_is_refused() {
+        let tree = amd64_edac_tree();
+        let mut target = LocalTarget::new(Some(tree.path()), &[]).unwrap();
+        let text = target
+            .read_file(Path::new("/sys/devices/system/edac/mc/mc0/inject_word"))
+            .unwrap();
+        assert_eq!(text, "0x0\n");
+        let err = target
+            .inject(&Inject::Qemu {
+                records: vec![],
+                broadcast: false,
+            })
+            .unwrap_err();
+        assert!(matches!(err, LocalInjectError::NotHere(_)));
+        let err = target.trace(None).unwrap_err().to_string();
+        assert!(err.contains("no trace collector"), "{err}");
+    }
+}

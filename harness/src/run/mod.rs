@@ -1,0 +1,166 @@
+//! The runner behind `rasdrill run`: scenarios in, a [`RunReport`] out.
+//!
+//! Guest scenarios are grouped by guest spec ([`plan`]); each group boots one guest and runs
+//! its scenarios in file order. A scenario that panics the guest (expected or not), or loses
+//! it, makes the next scenario of the group boot a fresh one. Local scenarios get a fresh
+//! [`LocalTarget`] each. Every scenario builds fresh collectors, started before its first step.
+//!
+//! One scenario, on its target ([`scenario::run`]): start the collectors, run the steps, let the
+//! output settle, collect, stop the collectors, normalise, compare with the golden files.
+
+pub mod plan;
+mod scenario;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rasdrill_qemu::kernel::Kernel;
+
+use crate::golden::Mode;
+use crate::guest::{AccelChoice, Guest};
+use crate::report::{self, Event, FailureKind, RunReport, ScenarioResult, Sink};
+use crate::scenario::Scenario;
+
+pub use plan::{GuestDefaults, Unit};
+
+/// How a run compares and where its guests come from.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub golden_dir: PathBuf,
+    pub mode: Mode,
+    pub accel: AccelChoice,
+    /// The kernel of guest scenarios that do not name one.
+    pub kernel: Option<Kernel>,
+    /// The executable that becomes the guests' `/init` (normally this one).
+    pub agent: PathBuf,
+}
+
+/// Runs validated scenarios and reports every result; never stops early.
+pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> RunReport {
+    let started = Instant::now();
+    sink.event(&Event::RunStarted {
+        scenarios: scenarios.len(),
+    });
+    let defaults = GuestDefaults {
+        kernel: options.kernel.as_ref(),
+        accel: options.accel,
+        agent: options.agent.clone(),
+    };
+    let units = plan::plan(scenarios, &defaults, &mut |text| {
+        sink.event(&Event::Note {
+            text: text.to_string(),
+        })
+    });
+    let total = units.iter().map(Unit::len).sum();
+    let mut counter = Counter { next: 1, total };
+    let mut results = Vec::new();
+    for unit in units {
+        match unit {
+            Unit::Guest { spec, scenarios } => {
+                let mut guest: Option<Guest> = None;
+                for prepared in scenarios {
+                    let start = counter.start(prepared.scenario, sink);
+                    let mut boot = Duration::ZERO;
+                    if guest.is_none() {
+                        let booted = Instant::now();
+                        let result = Guest::boot(&spec, &mut |text| {
+                            sink.event(&Event::Note {
+                                text: text.to_string(),
+                            })
+                        });
+                        boot = booted.elapsed();
+                        match result {
+                            Ok(g) => {
+                                sink.event(&Event::Booted { elapsed: boot });
+                                guest = Some(g);
+                            }
+                            Err(e) => {
+                                let result = failed(
+                                    prepared.scenario,
+                                    start,
+                                    boot,
+                                    FailureKind::Infrastructure,
+                                    format!("the guest did not boot: {e}"),
+                                );
+                                finish(sink, &mut results, result);
+                                continue;
+                            }
+                        }
+                    }
+                    let g = guest.as_mut().expect("booted above");
+                    let (mut result, keep) = scenario::on_guest(prepared, g, options, sink, start);
+                    result.boot = boot;
+                    if !keep {
+                        // Dropping a guest kills QEMU and reaps it.
+                        guest = None;
+                    }
+                    finish(sink, &mut results, result);
+                }
+                if let Some(g) = guest {
+                    g.shutdown();
+                }
+            }
+            Unit::Local(s) => {
+                let start = counter.start(s, sink);
+                let result = scenario::on_local(s, options, sink, start);
+                finish(sink, &mut results, result);
+            }
+            Unit::Broken(s, why) => {
+                let start = counter.start(s, sink);
+                let result = failed(s, start, Duration::ZERO, why.kind, why.message);
+                finish(sink, &mut results, result);
+            }
+        }
+    }
+    let duration = started.elapsed();
+    sink.event(&Event::RunFinished { elapsed: duration });
+    RunReport { results, duration }
+}
+
+/// Numbers scenarios in the order they run.
+struct Counter {
+    next: usize,
+    total: usize,
+}
+
+impl Counter {
+    fn start(&mut self, s: &Scenario, sink: &mut dyn Sink) -> Instant {
+        sink.event(&Event::ScenarioStarted {
+            index: self.next,
+            total: self.total,
+            name: s.name.clone(),
+            machine: s.machine_label(),
+        });
+        self.next += 1;
+        Instant::now()
+    }
+}
+
+fn finish(sink: &mut dyn Sink, results: &mut Vec<ScenarioResult>, result: ScenarioResult) {
+    sink.event(&Event::ScenarioFinished {
+        result: result.clone(),
+    });
+    results.push(result);
+}
+
+fn failed(
+    s: &Scenario,
+    start: Instant,
+    boot: Duration,
+    kind: FailureKind,
+    message: String,
+) -> ScenarioResult {
+    ScenarioResult {
+        name: s.name.clone(),
+        file: s.file.clone(),
+        description: s.description.clone(),
+        failure: Some(report::Failure {
+            kind,
+            message,
+            details: None,
+        }),
+        goldens: Vec::new(),
+        duration: start.elapsed(),
+        boot,
+    }
+}

@@ -1,0 +1,554 @@
+//! One scenario on its target: collectors, steps, settling, golden comparisons.
+
+use std::time::{Duration, Instant};
+
+use rasdrill_inject::record::Broadcast;
+
+use super::plan::{self, Prepared};
+use super::Options;
+use crate::collect::{CollectError, Collected, Collector, Context};
+use crate::golden::{self, Header};
+use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
+use crate::local::{self, LocalInjectError, LocalTarget};
+use crate::normalize::normalize;
+use crate::report::{self, Event, FailureKind, GoldenResult, ScenarioResult, Sink};
+use crate::scenario::{ExpectPanic, Inject, Scenario, StepKind, Wait, WaitFor};
+use crate::target::{Target, TargetError};
+
+/// How often collectors are polled while waiting.
+const POLL: Duration = Duration::from_millis(100);
+/// Once a wait is satisfied, or the steps are done, output must stop growing for this long:
+/// a decoder prints several lines, from a work queue, after the trace event.
+const QUIET: Duration = Duration::from_millis(400);
+/// The longest the output may keep growing after the last step.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// How many lines a failed wait quotes.
+const QUOTED_LINES: usize = 20;
+
+/// Why a scenario did not finish, and whether its guest is still usable.
+#[derive(Debug)]
+struct Trouble {
+    kind: FailureKind,
+    message: String,
+    details: Option<String>,
+    guest_lost: bool,
+}
+
+impl Trouble {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Trouble {
+        Trouble {
+            kind,
+            message: message.into(),
+            details: None,
+            guest_lost: false,
+        }
+    }
+
+    /// A guest error: a panic is the scenario's failure, a dead or silent guest the
+    /// machinery's; `refused` is what an agent's refusal means here.
+    fn guest(e: GuestError, refused: FailureKind) -> Trouble {
+        let (kind, lost) = match &e {
+            GuestError::Panicked { .. } => (FailureKind::Failed, true),
+            GuestError::Refused { .. } => (refused, false),
+            GuestError::Monitor { .. } => (FailureKind::BadInput, false),
+            _ => (FailureKind::Infrastructure, true),
+        };
+        let text = e.to_string();
+        let (message, details) = match text.split_once('\n') {
+            Some((first, rest)) => (first.to_string(), Some(rest.to_string())),
+            None => (text, None),
+        };
+        Trouble {
+            kind,
+            message,
+            details,
+            guest_lost: lost,
+        }
+    }
+
+    fn target(e: TargetError, refused: FailureKind) -> Trouble {
+        match e {
+            TargetError::Guest(g) => Trouble::guest(g, refused),
+            TargetError::Refused { .. } => Trouble::new(refused, e.to_string()),
+            TargetError::Unexpected { .. } => {
+                Trouble::new(FailureKind::Infrastructure, e.to_string())
+            }
+        }
+    }
+
+    fn collect(e: CollectError) -> Trouble {
+        match e {
+            CollectError::Target { collector, source } => {
+                // The agent refusing a collector's request (a program that is not there, a
+                // file it cannot read) is the scenario's problem; a lost guest is not.
+                let mut t = Trouble::target(source, FailureKind::Failed);
+                t.message = format!("collector `{collector}`: {}", t.message);
+                t
+            }
+            CollectError::Failed { .. } => Trouble::new(FailureKind::Failed, e.to_string()),
+        }
+    }
+
+    fn at(mut self, step: &crate::scenario::Step) -> Trouble {
+        self.message = format!("{}: {}", step, self.message);
+        self
+    }
+}
+
+/// Where the scenario runs.
+enum Place<'a> {
+    Guest(&'a mut Guest),
+    Local(&'a mut LocalTarget),
+}
+
+impl Place<'_> {
+    fn target(&mut self) -> &mut dyn Target {
+        match self {
+            Place::Guest(g) => &mut **g,
+            Place::Local(l) => &mut **l,
+        }
+    }
+
+    fn kernel_release(&self) -> String {
+        match self {
+            Place::Guest(g) => g.ready().kernel_release.clone(),
+            Place::Local(_) => local::host_release(),
+        }
+    }
+}
+
+/// Runs a scenario on a booted guest. The flag says whether the guest can be used again.
+pub(super) fn on_guest(
+    prepared: Prepared,
+    guest: &mut Guest,
+    options: &Options,
+    sink: &mut dyn Sink,
+    start: Instant,
+) -> (ScenarioResult, bool) {
+    let Prepared {
+        scenario,
+        collectors,
+    } = prepared;
+    let (failure, goldens, lost) =
+        execute(scenario, Place::Guest(guest), collectors, options, sink);
+    (result(scenario, start, failure, goldens), !lost)
+}
+
+/// Runs a scenario on this machine, or on a fresh copy of its stand-in tree.
+pub(super) fn on_local(
+    scenario: &Scenario,
+    options: &Options,
+    sink: &mut dyn Sink,
+    start: Instant,
+) -> ScenarioResult {
+    let crate::scenario::Target::Local { root } = &scenario.target else {
+        unreachable!("on_local is called for local scenarios");
+    };
+    let trace_events: Vec<String> = scenario
+        .collectors
+        .iter()
+        .flat_map(|c| match &c.kind {
+            crate::scenario::CollectorKind::Trace { events } => events.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut target = match LocalTarget::new(root.as_deref(), &trace_events) {
+        Ok(t) => t,
+        Err(e) => {
+            let t = Trouble::new(FailureKind::Infrastructure, e.to_string());
+            return result(scenario, start, Some(t), Vec::new());
+        }
+    };
+    let ctx = Context::for_local(scenario, target.root(), !target.is_real());
+    let collectors = match plan::collectors(scenario, &ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            let t = Trouble::new(e.kind, e.message);
+            return result(scenario, start, Some(t), Vec::new());
+        }
+    };
+    let (failure, goldens, _) = execute(
+        scenario,
+        Place::Local(&mut target),
+        collectors,
+        options,
+        sink,
+    );
+    result(scenario, start, failure, goldens)
+}
+
+fn result(
+    s: &Scenario,
+    start: Instant,
+    failure: Option<Trouble>,
+    goldens: Vec<GoldenResult>,
+) -> ScenarioResult {
+    ScenarioResult {
+        name: s.name.clone(),
+        file: s.file.clone(),
+        description: s.description.clone(),
+        failure: failure.map(|t| report::Failure {
+            kind: t.kind,
+            message: t.message,
+            details: t.details,
+        }),
+        goldens,
+        duration: start.elapsed(),
+        boot: Duration::ZERO,
+    }
+}
+
+/// Start, steps, settle or panic, collect, stop, compare. Returns the failure, the golden
+/// results and whether the guest was lost.
+fn execute(
+    s: &Scenario,
+    mut place: Place,
+    mut collectors: Vec<Box<dyn Collector>>,
+    options: &Options,
+    sink: &mut dyn Sink,
+) -> (Option<Trouble>, Vec<GoldenResult>, bool) {
+    // The console since now is what the kernel printed for this scenario (read after a panic).
+    let console_mark = match &place {
+        Place::Guest(g) => g.console().len(),
+        Place::Local(_) => 0,
+    };
+    for i in 0..collectors.len() {
+        if let Err(e) = collectors[i].start(place.target()) {
+            let t = Trouble::collect(e);
+            // The first failure is the one reported.
+            let _ = stop_all(&mut collectors[..i], &mut place, t.guest_lost);
+            let lost = t.guest_lost;
+            return (Some(t), Vec::new(), lost);
+        }
+    }
+
+    let mut panic_console: Option<String> = None;
+    for step in &s.steps {
+        sink.event(&Event::StepStarted {
+            index: step.index,
+            label: step.to_string(),
+        });
+        let began = Instant::now();
+        let outcome = match &step.kind {
+            StepKind::Inject(inject) => inject_step(inject, &mut place, sink),
+            StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
+            StepKind::Sleep(d) => {
+                std::thread::sleep(*d);
+                Ok(())
+            }
+            StepKind::ExpectPanic(p) => expect_panic(p, &mut place, console_mark).map(|console| {
+                panic_console = Some(console);
+            }),
+        };
+        sink.event(&Event::StepFinished {
+            index: step.index,
+            elapsed: began.elapsed(),
+            error: outcome.as_ref().err().map(|t| t.message.clone()),
+        });
+        if let Err(t) = outcome {
+            let t = t.at(step);
+            let _ = stop_all(&mut collectors, &mut place, t.guest_lost);
+            let lost = t.guest_lost;
+            return (Some(t), Vec::new(), lost);
+        }
+    }
+
+    let (outputs, lost) = match panic_console {
+        Some(console) => {
+            let outputs = compared(s, &mut collectors, |c| c.collect_after_panic(&console));
+            (outputs, true)
+        }
+        None => {
+            let outputs = settle(&mut collectors, &mut place).and_then(|all| {
+                let mut all = all.into_iter();
+                compared(s, &mut collectors, |_| Ok(all.next().unwrap_or_default()))
+            });
+            let stopped = stop_all(&mut collectors, &mut place, false);
+            match (outputs, stopped) {
+                (Ok(o), Ok(())) => (Ok(o), false),
+                (Err(t), _) | (Ok(_), Err(t)) => {
+                    let lost = t.guest_lost;
+                    (Err(t), lost)
+                }
+            }
+        }
+    };
+    let outputs = match outputs {
+        Ok(o) => o,
+        Err(t) => return (Some(t), Vec::new(), lost),
+    };
+
+    let kernel = place.kernel_release();
+    let mut goldens = Vec::new();
+    for (name, collected) in outputs {
+        let header = Header::new(s, &name, &kernel);
+        let content = normalize(&collected.lines.join("\n"));
+        match golden::check(&options.golden_dir, &header, &content, options.mode) {
+            Ok(verdict) => {
+                sink.event(&Event::GoldenChecked {
+                    collector: name.clone(),
+                    verdict: verdict.clone(),
+                });
+                goldens.push(GoldenResult {
+                    collector: name,
+                    verdict,
+                });
+            }
+            Err(e) => {
+                let t = Trouble::new(FailureKind::Infrastructure, e.to_string());
+                return (Some(t), goldens, lost);
+            }
+        }
+    }
+    (None, goldens, lost)
+}
+
+/// The outputs of the compared collectors, in `compare` order. `get` is called for every
+/// collector in declaration order (so it can walk a list made in that order).
+fn compared(
+    s: &Scenario,
+    collectors: &mut [Box<dyn Collector>],
+    mut get: impl FnMut(&mut Box<dyn Collector>) -> Result<Collected, CollectError>,
+) -> Result<Vec<(String, Collected)>, Trouble> {
+    let mut all = Vec::new();
+    for c in collectors.iter_mut() {
+        let wanted = s.compare.iter().any(|n| n == c.name());
+        let name = c.name().to_string();
+        let got = get(c);
+        if wanted {
+            all.push((name, got.map_err(Trouble::collect)?));
+        }
+    }
+    let mut out = Vec::new();
+    for name in &s.compare {
+        if let Some(i) = all.iter().position(|(n, _)| n == name) {
+            out.push(all.swap_remove(i));
+        }
+    }
+    Ok(out)
+}
+
+/// Stops every collector; the first failure is returned. A lost guest has nothing to stop.
+fn stop_all(
+    collectors: &mut [Box<dyn Collector>],
+    place: &mut Place,
+    guest_lost: bool,
+) -> Result<(), Trouble> {
+    if guest_lost {
+        return Ok(());
+    }
+    let mut first = Ok(());
+    for c in collectors.iter_mut() {
+        if let Err(e) = c.stop(place.target()) {
+            if first.is_ok() {
+                first = Err(Trouble::collect(e));
+            }
+        }
+    }
+    first
+}
+
+fn inject_step(inject: &Inject, place: &mut Place, sink: &mut dyn Sink) -> Result<(), Trouble> {
+    match (inject, place) {
+        (Inject::Qemu { records, broadcast }, Place::Guest(guest)) => {
+            for r in records {
+                let mut r = r.clone();
+                if *broadcast {
+                    r.broadcast = Broadcast::Nmi;
+                }
+                let line = guest
+                    .inject_qemu(&r)
+                    .map_err(|e| Trouble::guest(e, FailureKind::BadInput))?;
+                sink.event(&Event::Note {
+                    text: format!("sent `{line}` to QEMU's monitor"),
+                });
+            }
+            Ok(())
+        }
+        (Inject::Debugfs { records, flags }, Place::Guest(guest)) => {
+            for r in records {
+                let writes = guest
+                    .call("injecting through mce-inject", REQUEST_TIMEOUT, |a, d| {
+                        a.inject(r, *flags, d)
+                    })
+                    .map_err(|e| Trouble::guest(e, FailureKind::BadInput))?;
+                sink.event(&Event::Note {
+                    text: format!("wrote {} mce-inject files in the guest", writes.len()),
+                });
+            }
+            Ok(())
+        }
+        (Inject::Edac(_), Place::Guest(_)) => Err(Trouble::new(
+            FailureKind::BadInput,
+            "QEMU guests have no EDAC memory controller: EDAC injection needs target: local",
+        )),
+        (inject, Place::Local(target)) => {
+            let writes = target.inject(inject).map_err(|e| {
+                let kind = match e {
+                    LocalInjectError::Refused(_) | LocalInjectError::NotHere(_) => {
+                        FailureKind::BadInput
+                    }
+                    LocalInjectError::Lock(_) | LocalInjectError::Perform(_) => {
+                        FailureKind::Infrastructure
+                    }
+                };
+                Trouble::new(kind, e.to_string())
+            })?;
+            sink.event(&Event::Note {
+                text: format!(
+                    "wrote {} files under {}",
+                    writes.len(),
+                    target.root().display()
+                ),
+            });
+            Ok(())
+        }
+    }
+}
+
+fn satisfied(until: &WaitFor, got: &Collected) -> bool {
+    match until {
+        WaitFor::Records(n) => got.records >= *n as usize,
+        WaitFor::Line(re) => got.lines.iter().any(|l| re.is_match(l)),
+    }
+}
+
+/// Polls one collector until the condition holds and its output has been quiet for a moment,
+/// or the deadline passes.
+fn wait(w: &Wait, collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Result<(), Trouble> {
+    let collector = collectors
+        .iter_mut()
+        .find(|c| c.name() == w.collector)
+        .expect("validation checked that wait names a collector");
+    let started = Instant::now();
+    let deadline = started + w.timeout;
+    let mut reached_at: Option<Instant> = None;
+    let mut last = Collected::default();
+    loop {
+        let got = collector
+            .collect(place.target())
+            .map_err(Trouble::collect)?;
+        let now = Instant::now();
+        let grew = got != last;
+        if satisfied(&w.until, &got) {
+            match reached_at {
+                Some(at) if !grew && now.duration_since(at) >= QUIET => return Ok(()),
+                Some(_) if !grew => {}
+                _ => reached_at = Some(now),
+            }
+        }
+        last = got;
+        if now >= deadline {
+            if reached_at.is_some() {
+                return Ok(());
+            }
+            return Err(timed_out(w, started.elapsed(), &last));
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(now)));
+    }
+}
+
+fn timed_out(w: &Wait, waited: Duration, seen: &Collected) -> Trouble {
+    let wanted = match &w.until {
+        WaitFor::Records(n) => format!("{n} record(s)"),
+        WaitFor::Line(re) => format!("a line matching {:?}", re.as_str()),
+    };
+    let mut t = Trouble::new(
+        FailureKind::Failed,
+        format!(
+            "`{}` did not see {wanted} within {:.1} s: {} record(s), {} line(s)",
+            w.collector,
+            waited.as_secs_f64(),
+            seen.records,
+            seen.lines.len()
+        ),
+    );
+    if !seen.lines.is_empty() {
+        let from = seen.lines.len().saturating_sub(QUOTED_LINES);
+        t.details = Some(format!(
+            "--- what `{}` saw (last {} lines) ---\n{}",
+            w.collector,
+            seen.lines.len() - from,
+            seen.lines[from..].join("\n")
+        ));
+    }
+    t
+}
+
+/// After the last step: polls every collector until nothing changes for a moment (or
+/// [`SETTLE_MAX`]); returns what each saw, in declaration order.
+fn settle(
+    collectors: &mut [Box<dyn Collector>],
+    place: &mut Place,
+) -> Result<Vec<Collected>, Trouble> {
+    let deadline = Instant::now() + SETTLE_MAX;
+    let mut poll = |place: &mut Place| -> Result<Vec<Collected>, Trouble> {
+        collectors
+            .iter_mut()
+            .map(|c| c.collect(place.target()).map_err(Trouble::collect))
+            .collect()
+    };
+    let mut last = poll(place)?;
+    let mut stable_since = Instant::now();
+    loop {
+        if stable_since.elapsed() >= QUIET || Instant::now() >= deadline {
+            return Ok(last);
+        }
+        std::thread::sleep(POLL);
+        let now = poll(place)?;
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+}
+
+/// Waits for the guest to panic; returns the console printed since the scenario started.
+fn expect_panic(
+    p: &ExpectPanic,
+    place: &mut Place,
+    console_mark: usize,
+) -> Result<String, Trouble> {
+    let Place::Guest(guest) = place else {
+        return Err(Trouble::new(
+            FailureKind::BadInput,
+            "expect_panic needs a guest: this machine is not allowed to panic",
+        ));
+    };
+    let panic = guest
+        .wait_for_panic(p.timeout)
+        .map_err(|e| Trouble::guest(e, FailureKind::Infrastructure))?;
+    let Some(panic) = panic else {
+        let mut t = Trouble::new(
+            FailureKind::Failed,
+            format!(
+                "the guest did not panic within {:.1} s",
+                p.timeout.as_secs_f64()
+            ),
+        );
+        // It is still running, but after an injection meant to kill it: not for reuse.
+        t.guest_lost = true;
+        return Err(t);
+    };
+    let since = panic
+        .console
+        .get(console_mark..)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(re) = &p.message {
+        if !re.is_match(&panic.message) {
+            let mut t = Trouble::new(
+                FailureKind::Failed,
+                format!(
+                    "the guest panicked with {:?}, which does not match {:?}",
+                    panic.message,
+                    re.as_str()
+                ),
+            );
+            t.details = Some(since);
+            t.guest_lost = true;
+            return Err(t);
+        }
+    }
+    Ok(since)
+}
