@@ -257,7 +257,9 @@ impl Vm {
 
     /// Kills QEMU's process group now and reaps it (dropping the `Vm` does the same).
     pub fn kill(mut self) -> Result<ExitStatus, VmError> {
-        self.process.kill().map_err(VmError::Spawn)
+        self.process
+            .kill()
+            .map_err(|source| process_error(source, self.diagnostics()))
     }
 }
 

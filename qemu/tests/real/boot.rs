@@ -7,7 +7,9 @@ use rasdrill_qemu::initramfs::GuestModule;
 use rasdrill_qemu::modules::ModuleIndex;
 use rasdrill_qemu::wait::Deadline;
 
-use crate::common::{alive, boot, busybox_image, cached_kernel, wait_for_console, BOOT_TIMEOUT};
+use crate::common::{
+    alive, boot, boot_with, busybox_image, cached_kernel, wait_for_console, BOOT_TIMEOUT,
+};
 
 #[test]
 fn a_guest_boots_prints_and_powers_off() {
@@ -137,5 +139,21 @@ fn dropping_the_vm_leaves_no_process() {
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "QEMU {pid} is still in /proc"
+    );
+}
+
+#[test]
+fn two_vcpus_come_up() {
+    // noapictimer leaves the secondary CPU's tick to the broadcast timer: check it still runs.
+    let dir = tempfile::tempdir().unwrap();
+    let script = "mount -t sysfs sys /sys\necho \"online=$(cat /sys/devices/system/cpu/online)\"\npoweroff -f";
+    let mut vm = boot_with(dir.path(), &busybox_image(script), |config| {
+        config.vcpus = 2
+    });
+    vm.wait_exit(BOOT_TIMEOUT).unwrap();
+    assert!(
+        vm.console_tail(100).contains("online=0-1"),
+        "{}",
+        vm.console_tail(100)
     );
 }

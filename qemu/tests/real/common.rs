@@ -37,10 +37,16 @@ pub fn busybox_image(script: &str) -> Initramfs {
 
 /// Writes `image` into `dir`, then boots the cached kernel with it under TCG.
 pub fn boot(dir: &Path, image: &Initramfs) -> Vm {
+    boot_with(dir, image, |_| {})
+}
+
+/// Like [`boot`], after `edit` has adjusted the default config.
+pub fn boot_with(dir: &Path, image: &Initramfs, edit: impl FnOnce(&mut VmConfig)) -> Vm {
     let initrd = dir.join("initrd.cpio");
     image.write_file(&initrd).unwrap();
     let mut config = VmConfig::new(cached_kernel().vmlinux, dir.join("run"));
     config.initrd = Some(initrd);
+    edit(&mut config);
     Vm::launch(config, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
 
