@@ -24,7 +24,9 @@
 //! hex, because rasdaemon stores `status` as a signed 64-bit integer and cuts `mcgcap` and
 //! `mcgstatus` to 32 bits: `status=-7170503560998156269 (0x9c7d410092080813)`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rasdrill_qemu::debian::{Package, PackageCache};
@@ -208,7 +210,7 @@ impl Collector for Rasdaemon {
     }
 
     /// Both programs, with libsqlite3 from its package. Fetches the packages on first use
-    /// (about 1 s, 1.3 MB); afterwards one `apt-cache policy` call.
+    /// (about 1 s, 1.3 MB); afterwards one `apt-cache policy` call per process.
     fn guest_needs(&mut self, progress: &mut dyn FnMut(&str)) -> Result<GuestNeeds, CollectError> {
         guest_needs(&self.packages, progress)
     }
@@ -295,8 +297,23 @@ impl Collector for Rasdaemon {
 }
 
 /// What the guest needs: both programs, with libsqlite3 from its package. Fetches the
-/// packages on first use.
+/// packages on first use. Asking apt for the versions costs about 0.5 s and every scenario
+/// asks, so the answer is kept for the life of the process, per cache.
 pub fn guest_needs(
+    cache: &PackageCache,
+    progress: &mut dyn FnMut(&str),
+) -> Result<GuestNeeds, CollectError> {
+    static RESOLVED: Mutex<BTreeMap<PathBuf, GuestNeeds>> = Mutex::new(BTreeMap::new());
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(needs) = resolved.get(&cache.dir()) {
+        return Ok(needs.clone());
+    }
+    let needs = resolve_needs(cache, progress)?;
+    resolved.insert(cache.dir(), needs.clone());
+    Ok(needs)
+}
+
+fn resolve_needs(
     cache: &PackageCache,
     progress: &mut dyn FnMut(&str),
 ) -> Result<GuestNeeds, CollectError> {
@@ -574,6 +591,25 @@ mod tests {
         assert_eq!(
             decoded_lines(stdout),
             ["           <...>-17    [000]     0.000000: mce_record:           2026-11-26 09:05:25 +0000 bank=4, status= 9c7d410092080813"]
+        );
+    }
+
+    #[test]
+    fn the_normaliser_replaces_what_varies_and_keeps_the_decoded_values() {
+        let table = Table {
+            name: "mce_record".into(),
+            columns: ["id", "timestamp", "status", "ip", "tsc", "walltime"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let out =
+            "mce_record\u{1f}1\u{1f}'2026-11-26 09:14:53 +0000'\u{1f}-7170503560998156269\u{1f}\
+                   0\u{1f}4180145871\u{1f}1795684186\u{1e}\n";
+        let lines = parse_rows(&[table], out).unwrap()[0].lines();
+        assert_eq!(
+            crate::normalize::normalize(&lines.join("\n")),
+            "mce_record id=1:\n  timestamp='<DATE>'\n  \
+             status=-7170503560998156269 (0x9c7d410092080813)\n  ip=0\n  tsc=<TSC>\n  walltime=<EPOCH>"
         );
     }
 }

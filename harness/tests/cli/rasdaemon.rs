@@ -106,12 +106,16 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
     );
 
     // Scenario 1: QEMU's `mce` command.
+    let t = Instant::now();
     first.start(&mut guest).unwrap();
+    eprintln!("start took {:.2?}", t.elapsed());
     assert_eq!(first.collect(&mut guest).unwrap(), Collected::default());
     let injected = Instant::now();
     guest.inject_qemu(&dram_ce()).unwrap();
     let collected = wait_for_records(&mut first, &mut guest, 1, injected);
+    let t = Instant::now();
     first.stop(&mut guest).unwrap();
+    eprintln!("stop took {:.2?}", t.elapsed());
     let after_stop = first.collect(&mut guest).unwrap();
     assert_eq!(after_stop, collected, "stop found nothing new");
     let lines = decoded(&collected);
@@ -228,3 +232,4 @@ fn intel_skx_corrected_error_is_decoded_by_rasdaemon() {
     );
     guest.shutdown();
 }
+
