@@ -232,4 +232,3 @@ fn intel_skx_corrected_error_is_decoded_by_rasdaemon() {
     );
     guest.shutdown();
 }
-
