@@ -5,8 +5,12 @@
 //!   collector's name: a daemon that gathers (its output goes to files the target names);
 //! - `collect` runs to completion whenever output is wanted; its standard output, line by
 //!   line, is the collector's output; a record is one non-empty line;
-//! - `stop` (optional) runs at the end; then the `start` process, if still running, is sent
+//! - `stop` (optional) runs at the end, after a last `collect` (whose output is the final one:
+//!   a client may need its daemon); then the `start` process, if still running, is sent
 //!   SIGTERM and, after a grace period, SIGKILL.
+//!
+//! `collect` and `stop` find the files that receive the `start` process's output in
+//! `RASDRILL_START_STDOUT` and `RASDRILL_START_STDERR`.
 //!
 //! A failing `collect` or `stop` (a non-zero exit, a timeout) fails the scenario with the
 //! program's standard error. `needs` lists host programs the guest gets in `/usr/bin` (an
@@ -49,6 +53,8 @@ pub struct Command {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     started: bool,
+    /// The last collection, taken by `stop`.
+    final_collection: Option<Collected>,
 }
 
 impl Command {
@@ -65,6 +71,7 @@ impl Command {
             env,
             cwd,
             started: false,
+            final_collection: None,
         }
     }
 
@@ -178,14 +185,25 @@ impl Collector for Command {
             env: self.env.clone(),
             cwd: self.cwd.clone(),
         };
-        target
+        let spawned = target
             .spawn(&spec)
             .map_err(|e| CollectError::target(&self.spec.name, e))?;
+        self.env.insert(
+            "RASDRILL_START_STDOUT".into(),
+            spawned.stdout.display().to_string(),
+        );
+        self.env.insert(
+            "RASDRILL_START_STDERR".into(),
+            spawned.stderr.display().to_string(),
+        );
         self.started = true;
         Ok(())
     }
 
     fn collect(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError> {
+        if let Some(done) = &self.final_collection {
+            return Ok(done.clone());
+        }
         let out = self.run(target, "collect", &self.spec.collect.clone())?;
         let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
         let records = lines.iter().filter(|l| !l.trim().is_empty()).count();
@@ -193,6 +211,7 @@ impl Collector for Command {
     }
 
     fn stop(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
+        let last = self.collect(target);
         let stopped = match self.spec.stop.clone() {
             Some(argv) => self.run(target, "stop", &argv).map(|_| ()),
             None => Ok(()),
@@ -203,6 +222,7 @@ impl Collector for Command {
                 .kill(&self.spec.name, libc::SIGTERM, STOP_GRACE)
                 .map_err(|e| CollectError::target(&self.spec.name, e))?;
         }
+        self.final_collection = Some(last?);
         stopped
     }
 }

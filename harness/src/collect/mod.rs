@@ -3,12 +3,14 @@
 //!
 //! The runner's life cycle for each scenario, on a guest or on this machine:
 //! 1. `guest_needs` (guest scenarios, once, before the boot): files, modules and setup steps the
-//!    guest must have; equal needs let scenarios share a guest.
+//!    guest must have (see `run::plan` for how guests are shared).
 //! 2. `start` before the first step: take a cursor, start a daemon. Each scenario builds fresh
 //!    collectors, so what one scenario left behind is never seen by the next.
 //! 3. `collect` as often as the runner likes (`wait` steps poll it): everything seen since
 //!    `start`, raw (the runner normalises before comparing).
-//! 4. `stop` at the end, also after a failed step.
+//! 4. `stop` at the end, also after a failed step. A collector whose output needs its daemon
+//!    (or that a daemon completes on exit) collects one last time in `stop`.
+//! 5. `collect` after `stop`: the final output, which the runner compares.
 //!
 //! After a guest panic the guest cannot be asked anything: `collect_after_panic` gets the
 //! console text since `start` instead.
@@ -201,11 +203,6 @@ pub fn build(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector
             ctx.env.clone(),
             ctx.cwd.clone(),
         )),
-        CollectorKind::Rasdaemon => {
-            return Err(CollectError::failed(
-                "rasdaemon",
-                "the rasdaemon collector is not built yet",
-            ))
-        }
+        CollectorKind::Rasdaemon => Box::new(rasdaemon::Rasdaemon::from_env()?),
     })
 }

@@ -1,10 +1,15 @@
-//! Which guests a run boots: scenarios with equal guest specs share one guest.
+//! Which guests a run boots: scenarios that need the same guest share one.
 //!
-//! A guest's spec is everything that makes it what it is: the machine, the kernel, the modules
-//! (the machine's decoders, the scenario's, its collectors'), the poll interval, the setup
-//! (fake_panic, what collectors need) and the files collectors bring. Two scenarios whose specs
-//! are equal cannot tell whether they shared a guest, which is what keeps results independent
-//! of order (with each scenario's collectors starting fresh).
+//! What decides the guest: the machine, the kernel, the modules (the machine's decoders, the
+//! scenario's, its collectors'), the poll interval and `fake_panic`. Scenarios equal in all of
+//! these share a guest, which gets the files and setup steps all their collectors need: those
+//! only add programs and tracefs instances, which no scenario sees unless its own collectors use
+//! them. Modules are different: a module can change what the kernel decodes. Two scenarios of
+//! one group cannot tell whether they shared a guest, which, with each scenario's collectors
+//! starting fresh, keeps results independent of order.
+//!
+//! Within a group, scenarios run in file order, except that those expecting a panic run last:
+//! a panic costs the guest, and the next scenario would have to boot another.
 
 use std::path::PathBuf;
 
@@ -72,9 +77,12 @@ pub fn plan<'a>(
     note: &mut dyn FnMut(&str),
 ) -> Vec<Unit<'a>> {
     let mut units: Vec<Unit<'a>> = Vec::new();
+    // Per unit: the guest it is, without what collectors add (`None` for other units).
+    let mut identities: Vec<Option<GuestSpec>> = Vec::new();
     for scenario in scenarios {
         let Some(machine) = scenario.machine() else {
             units.push(Unit::Local(scenario));
+            identities.push(None);
             continue;
         };
         let prepared = collectors(scenario, &Context::for_guest(scenario))
@@ -89,13 +97,14 @@ pub fn plan<'a>(
                 Ok((collectors, needs))
             })
             .and_then(|(collectors, needs)| {
-                let spec = spec(scenario, machine, needs, defaults)?;
-                Ok((collectors, spec))
+                let identity = identity(scenario, machine, &needs.modules, defaults)?;
+                Ok((collectors, identity, needs))
             });
-        let (collectors, spec) = match prepared {
+        let (collectors, identity, needs) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 units.push(Unit::Broken(scenario, e));
+                identities.push(None);
                 continue;
             }
         };
@@ -103,19 +112,46 @@ pub fn plan<'a>(
             scenario,
             collectors,
         };
-        let same = units.iter_mut().find_map(|u| match u {
-            Unit::Guest { spec: s, scenarios } if *s == spec => Some(scenarios),
-            _ => None,
-        });
-        match same {
-            Some(group) => group.push(prepared),
-            None => units.push(Unit::Guest {
-                spec,
-                scenarios: vec![prepared],
-            }),
+        let same = identities
+            .iter()
+            .position(|i| i.as_ref() == Some(&identity));
+        match same.map(|i| &mut units[i]) {
+            Some(Unit::Guest { spec, scenarios }) => {
+                add_needs(spec, needs);
+                scenarios.push(prepared);
+            }
+            _ => {
+                let mut spec = identity.clone();
+                add_needs(&mut spec, needs);
+                units.push(Unit::Guest {
+                    spec,
+                    scenarios: vec![prepared],
+                });
+                identities.push(Some(identity));
+            }
+        }
+    }
+    for unit in &mut units {
+        if let Unit::Guest { scenarios, .. } = unit {
+            // Stable: file order otherwise.
+            scenarios.sort_by_key(|p| p.scenario.expects_panic());
         }
     }
     units
+}
+
+/// The files and setup steps a group's collectors need, each once.
+fn add_needs(spec: &mut GuestSpec, needs: GuestNeeds) {
+    for f in needs.files {
+        if !spec.extra_files.contains(&f) {
+            spec.extra_files.push(f);
+        }
+    }
+    for s in needs.setup {
+        if !spec.setup.contains(&s) {
+            spec.setup.push(s);
+        }
+    }
 }
 
 /// Fresh collectors for a scenario.
@@ -134,11 +170,11 @@ pub fn collectors(
         })
 }
 
-/// The guest a scenario needs.
-fn spec(
+/// The guest a scenario needs, before its collectors' files and setup steps are added.
+fn identity(
     scenario: &Scenario,
     machine: &Machine,
-    needs: GuestNeeds,
+    collector_modules: &[String],
     defaults: &GuestDefaults,
 ) -> Result<GuestSpec, NotRunnable> {
     let kernel = match &machine.kernel {
@@ -172,7 +208,7 @@ fn spec(
     for m in decoders
         .into_iter()
         .chain(scenario.setup.modules.iter().cloned())
-        .chain(needs.modules)
+        .chain(collector_modules.iter().cloned())
     {
         // The kernel treats `-` and `_` in module names alike; so does the spec.
         let m = m.replace('-', "_");
@@ -187,7 +223,6 @@ fn spec(
             value: "1".into(),
         });
     }
-    setup.extend(needs.setup);
     Ok(GuestSpec {
         cpu_model: machine.cpu_model.clone(),
         vcpus: machine.vcpus,
@@ -195,7 +230,7 @@ fn spec(
         kernel,
         modules,
         accel: defaults.accel,
-        extra_files: needs.files,
+        extra_files: Vec::new(),
         setup,
         poll_interval_s: scenario.setup.poll_interval.as_secs() as u32,
         agent: defaults.agent.clone(),
@@ -230,12 +265,16 @@ mod tests {
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
         };
+        let panics = "steps:\n  - inject: {via: qemu, bank: 4, status: 0xbe00000000000813}\n  - expect_panic: {timeout_s: 5}\n";
         let scenarios = vec![
-            scenario("a", &format!("machine: {{profile: amd-f15h}}\n{CE}")),
+            scenario("a", &format!("machine: {{profile: amd-f15h}}\n{panics}")),
             scenario("b", &format!("machine: {{profile: intel-skx}}\n{CE}")),
             scenario(
                 "c",
-                &format!("machine: {{profile: amd-f15h}}\nsetup: {{modules: [edac-mce-amd]}}\n{CE}"),
+                &format!(
+                    "machine: {{profile: amd-f15h}}\nsetup: {{modules: [edac-mce-amd]}}\n\
+                     collectors: [command: {{name: x, needs: [sh], collect: [sh, -c, \"true\"]}}]\n{CE}"
+                ),
             ),
             scenario(
                 "d",
@@ -257,7 +296,8 @@ mod tests {
                 Unit::Broken(s, _) => vec![s.name.as_str()],
             })
             .collect();
-        assert_eq!(shape, vec![vec!["a", "c"], vec!["b"], vec!["d"], vec!["e"]]);
+        // a panics: it runs last in its group. c's collector brings a program to the group.
+        assert_eq!(shape, vec![vec!["c", "a"], vec!["b"], vec!["d"], vec!["e"]]);
         let Unit::Guest { spec, .. } = &units[2] else {
             panic!("d boots its own guest")
         };
@@ -272,6 +312,11 @@ mod tests {
             panic!("a boots a guest")
         };
         assert_eq!(spec.modules, vec!["edac_mce_amd"]);
+        assert!(
+            matches!(&spec.extra_files[..], [crate::guest::ExtraFile::Executable { guest, .. }] if guest.ends_with("usr/bin/sh")),
+            "{:?}",
+            spec.extra_files
+        );
     }
 
     #[test]

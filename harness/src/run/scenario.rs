@@ -112,7 +112,8 @@ impl Place<'_> {
     fn kernel_release(&self) -> String {
         match self {
             Place::Guest(g) => g.ready().kernel_release.clone(),
-            Place::Local(_) => local::host_release(),
+            Place::Local(t) if t.is_real() => local::host_release(),
+            Place::Local(_) => "none (a stand-in tree)".to_string(),
         }
     }
 }
@@ -259,14 +260,16 @@ fn execute(
             (outputs, true)
         }
         None => {
-            let outputs = settle(&mut collectors, &mut place).and_then(|all| {
-                let mut all = all.into_iter();
-                compared(s, &mut collectors, |_| Ok(all.next().unwrap_or_default()))
-            });
+            // Quiet first, then stop (a collector may take its last output as it stops), then
+            // the final output.
+            let settled = settle(&mut collectors, &mut place);
             let stopped = stop_all(&mut collectors, &mut place, false);
-            match (outputs, stopped) {
-                (Ok(o), Ok(())) => (Ok(o), false),
-                (Err(t), _) | (Ok(_), Err(t)) => {
+            let outputs = settled
+                .and(stopped)
+                .and_then(|()| compared(s, &mut collectors, |c| c.collect(place.target())));
+            match outputs {
+                Ok(o) => (Ok(o), false),
+                Err(t) => {
                     let lost = t.guest_lost;
                     (Err(t), lost)
                 }
@@ -282,7 +285,9 @@ fn execute(
     let mut goldens = Vec::new();
     for (name, collected) in outputs {
         let header = Header::new(s, &name, &kernel);
-        let content = normalize(&collected.lines.join("\n"));
+        // Trailing blanks go: editors strip them from golden files (the kernel leaves some).
+        let lines: Vec<&str> = collected.lines.iter().map(|l| l.trim_end()).collect();
+        let content = normalize(&lines.join("\n"));
         match golden::check(&options.golden_dir, &header, &content, options.mode) {
             Ok(verdict) => {
                 sink.event(&Event::GoldenChecked {
@@ -303,27 +308,19 @@ fn execute(
     (None, goldens, lost)
 }
 
-/// The outputs of the compared collectors, in `compare` order. `get` is called for every
-/// collector in declaration order (so it can walk a list made in that order).
+/// The outputs of the compared collectors, in `compare` order.
 fn compared(
     s: &Scenario,
     collectors: &mut [Box<dyn Collector>],
     mut get: impl FnMut(&mut Box<dyn Collector>) -> Result<Collected, CollectError>,
 ) -> Result<Vec<(String, Collected)>, Trouble> {
-    let mut all = Vec::new();
-    for c in collectors.iter_mut() {
-        let wanted = s.compare.iter().any(|n| n == c.name());
-        let name = c.name().to_string();
-        let got = get(c);
-        if wanted {
-            all.push((name, got.map_err(Trouble::collect)?));
-        }
-    }
     let mut out = Vec::new();
     for name in &s.compare {
-        if let Some(i) = all.iter().position(|(n, _)| n == name) {
-            out.push(all.swap_remove(i));
-        }
+        let c = collectors
+            .iter_mut()
+            .find(|c| c.name() == name)
+            .expect("validation checked that compare names collectors");
+        out.push((name.clone(), get(c).map_err(Trouble::collect)?));
     }
     Ok(out)
 }
@@ -476,11 +473,8 @@ fn timed_out(w: &Wait, waited: Duration, seen: &Collected) -> Trouble {
 }
 
 /// After the last step: polls every collector until nothing changes for a moment (or
-/// [`SETTLE_MAX`]); returns what each saw, in declaration order.
-fn settle(
-    collectors: &mut [Box<dyn Collector>],
-    place: &mut Place,
-) -> Result<Vec<Collected>, Trouble> {
+/// [`SETTLE_MAX`]).
+fn settle(collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Result<(), Trouble> {
     let deadline = Instant::now() + SETTLE_MAX;
     let mut poll = |place: &mut Place| -> Result<Vec<Collected>, Trouble> {
         collectors
@@ -492,7 +486,7 @@ fn settle(
     let mut stable_since = Instant::now();
     loop {
         if stable_since.elapsed() >= QUIET || Instant::now() >= deadline {
-            return Ok(last);
+            return Ok(());
         }
         std::thread::sleep(POLL);
         let now = poll(place)?;

@@ -363,6 +363,42 @@ fn problems_from_several_files_and_missing_paths_come_together() {
 }
 
 #[test]
+fn the_documented_collectors_are_valid() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenarios.md"))
+            .unwrap();
+    let section = doc.split("## `collectors`").nth(1).unwrap();
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    // The list shows each form once; the same name twice is an error, so one scenario each.
+    let items: Vec<String> = yaml
+        .split("\n  - ")
+        .skip(1)
+        .map(|item| format!("  - {item}"))
+        .collect();
+    assert_eq!(items.len(), 6, "{yaml}");
+    for item in items {
+        let text = format!(
+            "name: c\ndescription: d\nmachine: {{profile: amd-f15h}}\ncollectors:\n{}\nsteps:\n  - sleep_ms: 1\n",
+            item.trim_end()
+        );
+        let s = from_str(Path::new("c.yaml"), &text).unwrap_or_else(|e| panic!("{item}: {e}"));
+        assert_eq!(s.collectors.len(), 1);
+        if let CollectorKind::Command { needs, .. } = &s.collectors[0].kind {
+            assert_eq!(needs, &["my-daemon".to_string()]);
+        }
+        if let CollectorKind::Kmsg { filter: Some(f) } = &s.collectors[0].kind {
+            assert_eq!(f, "EDAC|Memory failure");
+        }
+    }
+}
+
+#[test]
 fn the_documented_examples_are_valid() {
     let doc =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenarios.md"))
