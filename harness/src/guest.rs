@@ -7,7 +7,6 @@
 //! a failure (a panic, a hang).
 
 use std::fs;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,8 @@ use rasdrill_qemu::cmdline::{Accel, VmConfig};
 use rasdrill_qemu::initramfs::{Initramfs, InitramfsError};
 use rasdrill_qemu::kernel::Kernel;
 use rasdrill_qemu::modules::{ModuleError, ModuleIndex};
-use rasdrill_qemu::process::{ProcessError, QemuProcess};
-use rasdrill_qemu::qmp::{Qmp, QmpError};
+use rasdrill_qemu::qmp::QmpError;
+use rasdrill_qemu::vm::{Vm, VmError};
 
 use crate::agent::client::{AgentClient, ClientError};
 use crate::agent::config::{AgentConfig, SetupStep, CONFIG_PATH};
@@ -95,10 +94,8 @@ pub enum GuestError {
     Initramfs(#[from] InitramfsError),
     #[error("cannot resolve the guest's kernel modules: {0}")]
     Modules(#[from] ModuleError),
-    #[error("the QEMU configuration is invalid: {0}")]
-    Config(#[from] rasdrill_qemu::cmdline::ConfigError),
     #[error(transparent)]
-    Process(#[from] ProcessError),
+    Vm(#[from] VmError),
     #[error("QMP: {0}")]
     Qmp(#[from] QmpError),
     #[error("--accel kvm: {0}")]
@@ -136,8 +133,7 @@ pub enum GuestError {
 
 /// A running guest. Dropping it kills QEMU's process group and reaps it.
 pub struct Guest {
-    qemu: QemuProcess,
-    qmp: Qmp,
+    vm: Vm,
     agent: AgentClient,
     ready: Ready,
     console_log: PathBuf,
@@ -192,8 +188,7 @@ impl Guest {
         config.vcpus = spec.vcpus;
         config.memory_mib = spec.memory_mib;
         config.initrd = Some(initrd);
-        let argv = config.argv()?;
-        let paths = config.paths();
+        let console_log = config.paths().console_log;
 
         progress(&format!(
             "booting {} ({} vCPU, {} MiB, {}, kernel {})",
@@ -204,36 +199,10 @@ impl Guest {
             spec.kernel.release
         ));
         let started = Instant::now();
-        let mut qemu = QemuProcess::spawn(&config.qemu, &argv)?;
-        let ready_timeout = ready_timeout(accel);
-        let deadline = started + ready_timeout;
-        // Connect to the agent line first: bytes the guest sends while nobody listens are lost.
-        let agent_stream = connect_socket(&paths.agent_socket, deadline, &mut qemu);
-        let agent_stream = match agent_stream {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(explain_exit(
-                    &mut qemu,
-                    &paths.console_log,
-                    "before its agent socket opened",
-                    e,
-                ))
-            }
-        };
-        let qmp = match Qmp::connect(
-            &paths.qmp_socket,
-            deadline.saturating_duration_since(Instant::now()),
-        ) {
-            Ok(q) => q,
-            Err(e) => {
-                return Err(explain_exit(
-                    &mut qemu,
-                    &paths.console_log,
-                    "before QMP answered",
-                    GuestError::Qmp(e),
-                ))
-            }
-        };
+        let deadline = started + ready_timeout(accel);
+        let mut vm = Vm::launch(config, ready_timeout(accel))?;
+        // Connect to the agent line at once: bytes the guest sends while nobody listens are lost.
+        let agent_stream = vm.connect_agent(deadline.saturating_duration_since(Instant::now()))?;
         let mut agent =
             AgentClient::connect(agent_stream).map_err(|source| GuestError::RunDir {
                 dir: run_dir.path().to_path_buf(),
@@ -241,14 +210,7 @@ impl Guest {
             })?;
         let ready = match agent.wait_ready(deadline) {
             Ok(ready) => ready,
-            Err(source) => {
-                return Err(diagnose(
-                    &mut qemu,
-                    &paths.console_log,
-                    "while booting",
-                    source,
-                ));
-            }
+            Err(source) => return Err(diagnose(&mut vm, &console_log, "while booting", source)),
         };
         let boot_time = started.elapsed();
         progress(&format!(
@@ -261,11 +223,10 @@ impl Guest {
             progress(&format!("guest warning: {warning}"));
         }
         Ok(Guest {
-            qemu,
-            qmp,
+            vm,
             agent,
             ready,
-            console_log: paths.console_log,
+            console_log,
             accel,
             boot_time,
             _run_dir: run_dir,
@@ -287,7 +248,7 @@ impl Guest {
 
     /// Sends one HMP line through QMP; QEMU's error text comes back as an error.
     pub fn monitor(&mut self, line: &str) -> Result<String, GuestError> {
-        let reply = self.qmp.human_monitor_command(line)?;
+        let reply = self.vm.qmp().human_monitor_command(line)?;
         Ok(reply)
     }
 
@@ -319,7 +280,7 @@ impl Guest {
                 what: what.to_string(),
                 message,
             }),
-            Err(e) => Err(diagnose(&mut self.qemu, &self.console_log, what, e)),
+            Err(e) => Err(diagnose(&mut self.vm, &self.console_log, what, e)),
         }
     }
 
@@ -330,14 +291,13 @@ impl Guest {
 
     /// Whether QEMU is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.qemu.try_wait(), Ok(None))
+        self.vm.check_running().is_ok()
     }
 
     /// Waits up to `timeout` for the guest to die; returns the panic it reported, if any.
     /// Used after an injection that is expected to panic the guest.
     pub fn wait_for_panic(&mut self, timeout: Duration) -> Result<Option<Panic>, GuestError> {
-        let exited = self.qemu.wait_timeout(timeout)?;
-        if exited.is_none() {
+        if self.vm.wait_exit(timeout).is_err() {
             return Ok(None);
         }
         let console = read_console(&self.console_log);
@@ -356,10 +316,12 @@ impl Guest {
     /// Asks the agent to power off, then makes sure QEMU is gone.
     pub fn shutdown(mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        if self.agent.poweroff(deadline).is_ok() {
-            let _ = self.qemu.wait_timeout(Duration::from_secs(5));
+        if self.agent.poweroff(deadline).is_ok()
+            && self.vm.wait_exit(Duration::from_secs(5)).is_ok()
+        {
+            return;
         }
-        let _ = self.qemu.kill();
+        let _ = self.vm.kill();
     }
 }
 
@@ -471,68 +433,24 @@ fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
     Ok(())
 }
 
-/// Connects to a unix socket QEMU listens on, retrying until it exists; gives up early when
-/// QEMU has exited.
-fn connect_socket(
-    path: &Path,
-    deadline: Instant,
-    qemu: &mut QemuProcess,
-) -> Result<UnixStream, GuestError> {
-    loop {
-        match UnixStream::connect(path) {
-            Ok(stream) => return Ok(stream),
-            Err(e) => {
-                qemu.check_running()?;
-                if Instant::now() >= deadline {
-                    return Err(GuestError::RunDir {
-                        dir: path.to_path_buf(),
-                        source: e,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
-/// Turns a failure into the most useful error: a panic if the console shows one, QEMU's exit
-/// if it died, otherwise the original error.
-fn explain_exit(
-    qemu: &mut QemuProcess,
-    console_log: &Path,
-    when: &str,
-    err: GuestError,
-) -> GuestError {
-    // A refused connection usually means QEMU is on its way out: give it a moment to finish.
-    match qemu.wait_timeout(Duration::from_millis(500)) {
-        Ok(Some(status)) => died(qemu, console_log, when, status.to_string()),
-        _ => err,
-    }
-}
-
 /// An agent request failed: was it a panic, QEMU dying, or a hang?
-fn diagnose(
-    qemu: &mut QemuProcess,
-    console_log: &Path,
-    when: &str,
-    source: ClientError,
-) -> GuestError {
+fn diagnose(vm: &mut Vm, console_log: &Path, when: &str, source: ClientError) -> GuestError {
     // A guest that panics makes QEMU exit a moment after the serial line closes.
-    if let Ok(Some(status)) = qemu.wait_timeout(Duration::from_millis(500)) {
-        return died(qemu, console_log, when, status.to_string());
+    if let Ok(status) = vm.wait_exit(Duration::from_millis(500)) {
+        return died(vm, console_log, when, status.to_string());
     }
     let console = read_console(console_log);
     GuestError::Unresponsive {
         when: when.to_string(),
         source,
         console: tail(&console, CONSOLE_TAIL_LINES),
-        stderr: qemu_stderr(qemu),
+        stderr: stderr_or_nothing(vm),
     }
 }
 
-fn died(qemu: &QemuProcess, console_log: &Path, when: &str, status: String) -> GuestError {
+fn died(vm: &mut Vm, console_log: &Path, when: &str, status: String) -> GuestError {
     let console = read_console(console_log);
-    let elapsed = qemu.elapsed();
+    let elapsed = vm.process().elapsed();
     match panic_message(&console) {
         Some(message) => GuestError::Panicked {
             when: when.to_string(),
@@ -544,24 +462,18 @@ fn died(qemu: &QemuProcess, console_log: &Path, when: &str, status: String) -> G
             when: when.to_string(),
             status,
             elapsed,
-            stderr: qemu_stderr(qemu),
+            stderr: stderr_or_nothing(vm),
             console: tail(&console, CONSOLE_TAIL_LINES),
         },
     }
 }
 
-/// QEMU's stderr without the warnings every AMD model prints under TCG (features TCG cannot
-/// emulate), which would bury the line that matters.
-fn qemu_stderr(qemu: &QemuProcess) -> String {
-    let all = qemu.stderr_tail();
-    let kept: Vec<&str> = all
-        .lines()
-        .filter(|l| !l.contains("TCG doesn't support requested feature"))
-        .collect();
-    if kept.is_empty() {
+fn stderr_or_nothing(vm: &mut Vm) -> String {
+    let stderr = vm.process().stderr_tail();
+    if stderr.trim().is_empty() {
         "(nothing)".into()
     } else {
-        kept.join("\n")
+        stderr
     }
 }
 
