@@ -22,6 +22,7 @@ use rasdrill_qemu::vm::{Vm, VmError};
 use crate::agent::client::{AgentClient, ClientError};
 use crate::agent::config::{AgentConfig, SetupStep, CONFIG_PATH};
 use crate::agent::protocol::Ready;
+use crate::profile::Profile;
 
 /// Modules every guest loads: the injector the agent drives.
 pub const BASE_MODULES: &[&str] = &["mce_inject"];
@@ -80,6 +81,34 @@ pub struct GuestSpec {
     pub poll_interval_s: u32,
     /// The executable that becomes the guest's `/init` (normally this rasdrill).
     pub agent: PathBuf,
+}
+
+impl GuestSpec {
+    /// The guest a machine profile describes: its CPU model, size and decoder modules, the
+    /// default 1 s MCE poll, nothing extra.
+    pub fn for_profile(
+        profile: &Profile,
+        kernel: Kernel,
+        accel: AccelChoice,
+        agent: PathBuf,
+    ) -> GuestSpec {
+        GuestSpec {
+            cpu_model: profile.cpu_model.to_string(),
+            vcpus: profile.vcpus,
+            memory_mib: profile.memory_mib,
+            kernel,
+            modules: profile
+                .decoder_modules
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            accel,
+            extra_files: Vec::new(),
+            setup: Vec::new(),
+            poll_interval_s: 1,
+            agent,
+        }
+    }
 }
 
 /// The guest could not be booted or stopped working.

@@ -56,19 +56,15 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
 
 fn boot(args: BootArgs) -> Result<(), Failure> {
     let p = args.profile;
-    let spec = GuestSpec {
-        cpu_model: p.cpu_model.to_string(),
-        vcpus: args.vcpus.unwrap_or(p.vcpus),
-        memory_mib: p.memory_mib,
-        kernel: args.kernel.resolve()?,
-        modules: p.decoder_modules.iter().map(|m| m.to_string()).collect(),
-        accel: args.accel,
-        extra_files: Vec::new(),
-        setup: Vec::new(),
-        poll_interval_s: 1,
-        agent: std::env::current_exe()
-            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
-    };
+    let mut spec = GuestSpec::for_profile(
+        p,
+        args.kernel.resolve()?,
+        args.accel,
+        super::this_executable()?,
+    );
+    if let Some(vcpus) = args.vcpus {
+        spec.vcpus = vcpus;
+    }
     let mut host = Vec::new();
     let mut guest_uptime = Vec::new();
     for i in 1..=args.runs {

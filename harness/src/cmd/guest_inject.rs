@@ -34,23 +34,7 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
         return Ok(());
     }
     let kernel = args.kernel.resolve()?;
-    let spec = GuestSpec {
-        cpu_model: profile.cpu_model.to_string(),
-        vcpus: profile.vcpus,
-        memory_mib: profile.memory_mib,
-        kernel,
-        modules: profile
-            .decoder_modules
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
-        accel: args.accel,
-        extra_files: Vec::new(),
-        setup: Vec::new(),
-        poll_interval_s: 1,
-        agent: std::env::current_exe()
-            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
-    };
+    let spec = GuestSpec::for_profile(profile, kernel, args.accel, super::this_executable()?);
     let mut guest =
         Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}")).map_err(guest_failure)?;
     let outcome = inject_and_observe(&mut guest, args, &records);

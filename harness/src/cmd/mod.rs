@@ -24,3 +24,10 @@ pub fn number_u32(s: &str) -> Result<u32, String> {
 pub fn status(s: &str) -> Result<u64, String> {
     mcelang::parse_status_words(s)
 }
+
+/// This executable: what a guest runs as its /init.
+pub fn this_executable() -> Result<std::path::PathBuf, crate::exit::Failure> {
+    std::env::current_exe().map_err(|e| {
+        crate::exit::Failure::infrastructure(format!("cannot find this executable: {e}"))
+    })
+}
