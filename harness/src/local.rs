@@ -135,12 +135,15 @@ impl LocalTarget {
         self.real
     }
 
-    /// Checks everything (the guard on the real root, then the kernel files), takes the
-    /// inject lock and writes. Returns the writes performed.
-    pub fn inject(&mut self, inject: &Inject) -> Result<Vec<String>, LocalInjectError> {
+    /// Checks everything (the guard on the real root, with what `allow` allows; then the
+    /// kernel files), takes the inject lock and writes. Returns the writes performed.
+    pub fn inject(
+        &mut self,
+        inject: &Inject,
+        allow: Allow,
+    ) -> Result<Vec<String>, LocalInjectError> {
         let root = self.root.clone();
         let guarded = self.real;
-        let allow = Allow::default();
         let actions: Vec<Action> = match inject {
             Inject::Qemu { .. } => return Err(LocalInjectError::NotHere("via: qemu")),
             Inject::Debugfs { records, flags } => {
@@ -267,7 +270,7 @@ mod tests {
         let mut target = LocalTarget::new(Some(tree.path()), &[]).unwrap();
         assert!(!target.is_real());
         let writes = target
-            .inject(&Inject::Edac(EdacRequest::Amd64(req)))
+            .inject(&Inject::Edac(EdacRequest::Amd64(req)), Allow::default())
             .unwrap();
         assert_eq!(writes.len(), 4);
         let mc0 = |root: &Path| root.join("sys/devices/system/edac/mc/mc0");
@@ -321,10 +324,13 @@ mod tests {
             .unwrap();
         assert_eq!(text, "0x0\n");
         let err = target
-            .inject(&Inject::Qemu {
-                records: vec![],
-                broadcast: false,
-            })
+            .inject(
+                &Inject::Qemu {
+                    records: vec![],
+                    broadcast: false,
+                },
+                Allow::default(),
+            )
             .unwrap_err();
         assert!(matches!(err, LocalInjectError::NotHere(_)));
         let err = target.trace(None).unwrap_err().to_string();

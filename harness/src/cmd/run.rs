@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::{Kernel, KernelCache, KernelError};
 
 use crate::cmd::kernel::KernelArgs;
@@ -26,7 +27,9 @@ Examples:
 
 Scenarios are YAML files (docs/scenarios.md). All of them are checked before anything boots.
 Guest scenarios that need the same guest share one boot. A mismatch prints a diff and writes
-<golden>.snap.new beside the golden file (not in CI: --ci, or CI set and not false/0).";
+<golden>.snap.new beside the golden file (not in CI: --ci, or CI set and not false/0).
+Local scenarios on this machine are guarded as `rasdrill inject` is: uncorrected and fatal
+errors need --allow-uncorrected or --allow-fatal.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -60,6 +63,14 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub kernel: KernelArgs,
+
+    /// Local scenarios on this machine: allow uncorrected and deferred errors
+    #[arg(long, help_heading = "Safety")]
+    pub allow_uncorrected: bool,
+
+    /// Local scenarios on this machine: allow fatal errors (they panic it); implies --allow-uncorrected
+    #[arg(long, help_heading = "Safety")]
+    pub allow_fatal: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
@@ -87,6 +98,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         golden_dir: args.golden.clone(),
         mode: Mode::from_env(args.accept, args.ci),
         accel: args.accel,
+        allow: Allow {
+            uncorrected: args.allow_uncorrected,
+            fatal: args.allow_fatal,
+        },
         kernel,
         agent: std::env::current_exe()
             .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,

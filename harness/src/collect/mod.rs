@@ -80,7 +80,7 @@ pub enum CollectError {
     Target {
         collector: String,
         #[source]
-        source: TargetError,
+        source: Box<TargetError>,
     },
     /// The collector itself failed (its command exited with an error, its output is unusable,
     /// what it needs cannot be found): the scenario fails.
@@ -92,7 +92,7 @@ impl CollectError {
     pub fn target(collector: &str, source: TargetError) -> CollectError {
         CollectError::Target {
             collector: collector.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -14,6 +14,7 @@ mod scenario;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::Kernel;
 
 use crate::golden::Mode;
@@ -29,6 +30,9 @@ pub struct Options {
     pub golden_dir: PathBuf,
     pub mode: Mode,
     pub accel: AccelChoice,
+    /// What the guard lets local scenarios inject on this machine (stand-in trees and guests
+    /// are not guarded).
+    pub allow: Allow,
     /// The kernel of guest scenarios that do not name one.
     pub kernel: Option<Kernel>,
     /// The executable that becomes the guests' `/init` (normally this one).
@@ -51,7 +55,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
             text: text.to_string(),
         })
     });
-    let total = units.iter().map(Unit::len).sum();
+    let total = units.iter().map(Unit::scenarios).sum();
     let mut counter = Counter { next: 1, total };
     let mut results = Vec::new();
     for unit in units {

@@ -52,7 +52,8 @@ pub enum Unit<'a> {
 }
 
 impl Unit<'_> {
-    pub fn len(&self) -> usize {
+    /// How many scenarios it runs.
+    pub fn scenarios(&self) -> usize {
         match self {
             Unit::Guest { scenarios, .. } => scenarios.len(),
             Unit::Local(_) | Unit::Broken(..) => 1,

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use rasdrill_inject::guard::Allow;
 use rasdrill_inject::record::Broadcast;
 
 use super::plan::{self, Prepared};
@@ -81,7 +82,7 @@ impl Trouble {
             CollectError::Target { collector, source } => {
                 // The agent refusing a collector's request (a program that is not there, a
                 // file it cannot read) is the scenario's problem; a lost guest is not.
-                let mut t = Trouble::target(source, FailureKind::Failed);
+                let mut t = Trouble::target(*source, FailureKind::Failed);
                 t.message = format!("collector `{collector}`: {}", t.message);
                 t
             }
@@ -231,7 +232,7 @@ fn execute(
         });
         let began = Instant::now();
         let outcome = match &step.kind {
-            StepKind::Inject(inject) => inject_step(inject, &mut place, sink),
+            StepKind::Inject(inject) => inject_step(inject, &mut place, options.allow, sink),
             StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
             StepKind::Sleep(d) => {
                 std::thread::sleep(*d);
@@ -345,7 +346,12 @@ fn stop_all(
     first
 }
 
-fn inject_step(inject: &Inject, place: &mut Place, sink: &mut dyn Sink) -> Result<(), Trouble> {
+fn inject_step(
+    inject: &Inject,
+    place: &mut Place,
+    allow: Allow,
+    sink: &mut dyn Sink,
+) -> Result<(), Trouble> {
     match (inject, place) {
         (Inject::Qemu { records, broadcast }, Place::Guest(guest)) => {
             for r in records {
@@ -380,7 +386,7 @@ fn inject_step(inject: &Inject, place: &mut Place, sink: &mut dyn Sink) -> Resul
             "QEMU guests have no EDAC memory controller: EDAC injection needs target: local",
         )),
         (inject, Place::Local(target)) => {
-            let writes = target.inject(inject).map_err(|e| {
+            let writes = target.inject(inject, allow).map_err(|e| {
                 let kind = match e {
                     LocalInjectError::Refused(_) | LocalInjectError::NotHere(_) => {
                         FailureKind::BadInput

@@ -57,23 +57,7 @@ impl GuestRun {
     /// Pids of live processes whose command line mentions this run's TMPDIR (QEMU's sockets
     /// and console are there).
     fn qemu_pids(&self) -> Vec<u32> {
-        let needle = self.tmp.path().to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let zombie =
-                fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
-            if cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie {
-                pids.push(pid);
-            }
-        }
-        pids
+        crate::support::qemu_pids_mentioning(self.tmp.path())
     }
 
     fn assert_no_qemu(&self) {

@@ -9,4 +9,5 @@ mod inject_edac;
 mod lock;
 mod rasdaemon;
 mod records;
+mod run;
 mod support;

@@ -347,3 +347,25 @@ pub fn writes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(f, v)| (f.to_string(), v.to_string()))
         .collect()
 }
+
+/// Pids of live QEMU processes whose command line mentions `dir` (a rasdrill run's TMPDIR, where
+/// each QEMU keeps its sockets and console): the proof that a run left none behind.
+pub fn qemu_pids_mentioning(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie =
+            fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+        if cmdline.contains("qemu-system") && cmdline.contains(&needle) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}

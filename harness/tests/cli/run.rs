@@ -1,0 +1,362 @@
+//! `rasdrill run`: the scenario suite of this repository on real QEMU (TCG) guests with the real
+//! Debian kernel from the cache, compared with its golden files. Every test works on a copy of
+//! `scenarios/` and `golden/` in a temporary directory (the repository never changes) and gives
+//! rasdrill its own TMPDIR, to prove that no QEMU survives it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::cargo_bin;
+
+use crate::support::qemu_pids_mentioning;
+
+/// The decoded line the mismatch test changes, in the QEMU scenario's kernel log.
+const DECODED: &str = "[Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.";
+
+/// A copy of the suite (`scenarios/` with its trees, `golden/`) and a private TMPDIR.
+struct Workspace {
+    dir: tempfile::TempDir,
+    tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let ws = Workspace {
+            dir: tempfile::Builder::new()
+                .prefix("rd-suite-")
+                .tempdir()
+                .unwrap(),
+            tmp: tempfile::Builder::new()
+                .prefix("rd-test-")
+                .tempdir()
+                .unwrap(),
+        };
+        for sub in ["scenarios", "golden"] {
+            copy_tree(&repo.join(sub), &ws.path(sub));
+        }
+        ws
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `rasdrill run ARGS` in the copy, outside CI unless `env` says otherwise.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(cargo_bin("rasdrill"));
+        cmd.arg("run")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TMPDIR", self.tmp.path())
+            .env_remove("CI")
+            .env_remove("RASDRILL_QEMU");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let left = qemu_pids_mentioning(self.tmp.path());
+        assert!(
+            left.is_empty(),
+            "QEMU processes survived rasdrill: {left:?}"
+        );
+        out
+    }
+
+    /// Every file under `golden/` with its content.
+    fn golden_files(&self) -> BTreeMap<String, String> {
+        fs::read_dir(self.path("golden"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if !e.file_name().to_string_lossy().ends_with(".snap.new") {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What a failed assertion shows.
+fn shown(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+#[test]
+fn the_suite_passes_sharing_guests_and_reports_every_scenario() {
+    let ws = Workspace::new();
+    let before = ws.golden_files();
+    let junit = ws.path("report.xml");
+    let json = ws.path("report.json");
+    let out = ws.run(
+        &[
+            "--ci",
+            "--accel",
+            "tcg",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    let scenarios = fs::read_dir(ws.path("scenarios"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml")
+        })
+        .count();
+    assert!(
+        stdout.contains(&format!("{scenarios} scenarios in "))
+            && stdout.contains(&format!(": {scenarios} passed")),
+        "{stdout}"
+    );
+    // Two machines (amd-f15h, intel-skx): two boots, although one amd-f15h scenario panics
+    // its guest (it runs last in its group).
+    assert_eq!(stderr.matches(": booted in ").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("wait for kmsg: a line matching \"DRAM ECC error\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        ws.golden_files(),
+        before,
+        "a passing run in CI writes nothing"
+    );
+
+    let junit = fs::read_to_string(junit).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), scenarios, "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
+    let text = json.to_string();
+    assert!(
+        text.contains("amd-f15h-dram-ce-qemu") && text.contains("local-amd64-edac"),
+        "{text}"
+    );
+    // The committed stand-in tree is never written to.
+    let tree =
+        ws.path("scenarios/trees/amd64-edac/sys/devices/system/edac/mc/mc0/inject_ecc_vector");
+    assert_eq!(fs::read_to_string(tree).unwrap(), "0x0\n");
+}
+
+#[test]
+fn a_changed_decoded_line_fails_with_a_diff_pointing_at_it_and_a_snap_new() {
+    let ws = Workspace::new();
+    let golden = ws.path("golden/amd-f15h-dram-ce-qemu__kmsg.snap");
+    let recorded = fs::read_to_string(&golden).unwrap();
+    let changed_line = recorded
+        .lines()
+        .position(|l| l.ends_with(DECODED))
+        .expect("the golden file has the decoded line")
+        + 1;
+    let edited = recorded.replace("detected on the NB.", "detected on the CPU.");
+    fs::write(&golden, &edited).unwrap();
+
+    let out = ws.run(
+        &["scenarios/amd-f15h-dram-ce-qemu.yaml", "--accel", "tcg"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "first difference at golden/amd-f15h-dram-ce-qemu__kmsg.snap:{changed_line}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("DRAM ECC error detected on the CPU."),
+        "{stderr}"
+    );
+    let diff_lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    assert!(
+        diff_lines
+            .iter()
+            .any(|l| l.starts_with('-') && l.ends_with("detected on the CPU.")),
+        "{stderr}"
+    );
+    assert!(
+        diff_lines
+            .iter()
+            .any(|l| l.starts_with('+') && l.ends_with(DECODED)),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("golden-mismatch"),
+        "{}",
+        shown(&out)
+    );
+
+    assert_eq!(
+        fs::read_to_string(&golden).unwrap(),
+        edited,
+        "the golden file is left alone"
+    );
+    let new = fs::read_to_string(ws.path("golden/amd-f15h-dram-ce-qemu__kmsg.snap.new")).unwrap();
+    assert!(new.contains(DECODED), "{new}");
+    // The other collectors of the scenario still match: no .snap.new for them.
+    assert!(!ws
+        .path("golden/amd-f15h-dram-ce-qemu__trace.snap.new")
+        .exists());
+    assert!(!ws
+        .path("golden/amd-f15h-dram-ce-qemu__rasdaemon.snap.new")
+        .exists());
+}
+
+#[test]
+fn bad_yaml_fails_before_anything_runs_with_every_problem_located() {
+    let ws = Workspace::new();
+    fs::write(
+        ws.path("scenarios/broken.yaml"),
+        "name: broken\ndescription: d\nmachine: {profile: amd-f15h}\nsteps:\n  - inject: {via: qemu, bank: 40, status: 0x9c7d410092080813}\n  - wait: {collector: kmsg, records: 1}\n",
+    )
+    .unwrap();
+    fs::write(ws.path("scenarios/unclosed.yaml"), "name: [unclosed\n").unwrap();
+    let before = ws.golden_files();
+    let out = ws.run(&["--accel", "tcg"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("scenarios/broken.yaml:5:31: steps[0].inject.bank: 40"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "scenarios/broken.yaml:6:23: steps[1].wait.collector: `kmsg` is not a collector"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scenarios/unclosed.yaml:1:7:"), "{stderr}");
+    assert!(stderr.contains("nothing ran"), "{stderr}");
+    assert!(!stderr.contains("booting"), "{stderr}");
+    assert_eq!(ws.golden_files(), before);
+}
+
+#[test]
+fn a_missing_golden_file_fails_under_ci_and_creates_nothing() {
+    let ws = Workspace::new();
+    fs::remove_file(ws.path("golden/local-amd64-edac__edac-files.snap")).unwrap();
+    let before = ws.golden_files();
+    let out = ws.run(&["scenarios/local-amd64-edac.yaml"], &[("CI", "true")]);
+    assert_eq!(out.status.code(), Some(3), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("edac-files has no golden file golden/local-amd64-edac__edac-files.snap"),
+        "{stderr}"
+    );
+    assert_eq!(ws.golden_files(), before, "nothing is written in CI");
+
+    // Outside CI the would-be file goes to .snap.new; --accept makes it the golden file.
+    let out = ws.run(&["scenarios/local-amd64-edac.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", shown(&out));
+    let new = ws.path("golden/local-amd64-edac__edac-files.snap.new");
+    assert!(new.exists());
+    let out = ws.run(&["scenarios/local-amd64-edac.yaml", "--accept"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    assert!(!new.exists());
+    let golden = fs::read_to_string(ws.path("golden/local-amd64-edac__edac-files.snap")).unwrap();
+    assert!(
+        golden.contains("sys/devices/system/edac/mc/mc0/inject_ecc_vector:0x8"),
+        "{golden}"
+    );
+}
+
+#[test]
+fn a_wait_that_times_out_fails_the_scenario_quoting_what_was_seen() {
+    let ws = Workspace::new();
+    fs::write(
+        ws.path("scenarios/waits.yaml"),
+        "name: waits\ndescription: d\ntarget: {local: {root: trees/amd64-edac}}\n\
+         collectors:\n  - command: {name: files, collect: [cat, sys/devices/system/edac/mc/mc0/mc_name]}\n\
+         steps:\n  - wait: {collector: files, line: F17h, timeout_s: 0.3}\n",
+    )
+    .unwrap();
+    let out = ws.run(&["scenarios/waits.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("steps[0] (line 7): wait for files: a line matching \"F17h\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`files` did not see a line matching \"F17h\" within 0."),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("F15h"),
+        "the lines seen are quoted: {stderr}"
+    );
+}
+
+#[test]
+fn the_guard_refuses_an_uncorrected_error_on_this_machine() {
+    let ws = Workspace::new();
+    fs::write(
+        ws.path("scenarios/uc.yaml"),
+        "name: uc\ndescription: d\ntarget: local\n\
+         steps:\n  - inject: {via: debugfs, bank: 4, status: 0xbe00000000000813}\n",
+    )
+    .unwrap();
+    let out = ws.run(&["scenarios/uc.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("injection refused before any write"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pass --allow-fatal"), "{stderr}");
+}
+
+#[test]
+fn run_help_has_examples_and_the_options() {
+    let out = Command::new(cargo_bin("rasdrill"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for wanted in [
+        "Examples:",
+        "rasdrill run --accept",
+        "--junit <FILE>",
+        "--json <FILE>",
+        "--golden <DIR>",
+        "--ci",
+        "--kernel <PATH>",
+        "--allow-uncorrected",
+    ] {
+        assert!(help.contains(wanted), "{wanted} is missing from:\n{help}");
+    }
+}
