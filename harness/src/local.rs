@@ -8,6 +8,9 @@
 //!
 //! A stand-in tree is copied to a temporary directory for each scenario, and the scenario works
 //! on the copy: the committed tree never changes, and every run starts from the same files.
+//!
+//! A `trace` collector on the real root enables its tracepoints and reads the top-level
+//! `trace_pipe`, which consumes what it reads: nothing else on the machine should read it then.
 
 use std::fs;
 use std::io;
