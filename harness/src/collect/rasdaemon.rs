@@ -486,13 +486,20 @@ fn parse_rows(tables: &[Table], output: &str) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// What rasdaemon printed about events: its stdout without its own chatter.
+/// What rasdaemon printed about events: its stdout without its own chatter. Event lines start
+/// like `trace_pipe`'s (`<...>-17 [000] 0.000000: mce_record: ...`); as in the `trace`
+/// collector, the task, PID, CPU and time columns go: they say where the tracepoint fired
+/// (for an mce-inject `sw` record, whichever CPU the injecting write ran on), not what was
+/// decoded.
 fn decoded_lines(stdout: &str) -> Vec<String> {
     stdout
         .lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty() && !CHATTER.iter().any(|c| l.starts_with(c)))
-        .map(str::to_owned)
+        .map(|l| match crate::agent::trace::parse_line(l) {
+            Some(event) => super::trace::line(&event),
+            None => l.to_owned(),
+        })
         .collect()
 }
 
@@ -590,7 +597,7 @@ mod tests {
                       Calling ras_mc_event_closedb()\n";
         assert_eq!(
             decoded_lines(stdout),
-            ["           <...>-17    [000]     0.000000: mce_record:           2026-11-26 09:05:25 +0000 bank=4, status= 9c7d410092080813"]
+            ["mce_record:           2026-11-26 09:05:25 +0000 bank=4, status= 9c7d410092080813"]
         );
     }
 

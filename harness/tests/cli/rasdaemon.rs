@@ -92,7 +92,7 @@ fn decoded(collected: &Collected) -> Vec<&String> {
     collected
         .lines
         .iter()
-        .filter(|l| l.contains(": mce_record: "))
+        .filter(|l| l.starts_with("mce_record: "))
         .collect()
 }
 
