@@ -149,7 +149,7 @@ pub enum GuestError {
     #[error("the guest did not answer {when}: {source}\n--- last console lines ---\n{console}\n--- QEMU stderr ---\n{stderr}")]
     Unresponsive {
         when: String,
-        source: ClientError,
+        source: Box<ClientError>,
         console: String,
         stderr: String,
     },
@@ -471,7 +471,7 @@ fn diagnose(vm: &mut Vm, console_log: &Path, when: &str, source: ClientError) ->
     let console = read_console(console_log);
     GuestError::Unresponsive {
         when: when.to_string(),
-        source,
+        source: Box::new(source),
         console: tail(&console, CONSOLE_TAIL_LINES),
         stderr: stderr_or_nothing(vm),
     }

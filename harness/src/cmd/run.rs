@@ -103,8 +103,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             fatal: args.allow_fatal,
         },
         kernel,
-        agent: std::env::current_exe()
-            .map_err(|e| Failure::infrastructure(format!("cannot find this executable: {e}")))?,
+        agent: super::this_executable()?,
     };
     let report = run::run(&scenarios, &options, &mut Progress::stderr());
     print!("{}", report.summary());
