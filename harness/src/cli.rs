@@ -15,7 +15,10 @@ Examples:
   rasdrill run
   rasdrill records explain 0x9c7d410092080813
   rasdrill records dump errors.mce
-  rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run";
+  rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run
+  rasdrill inject --guest amd-f15h --via qemu --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
+  rasdrill kernel fetch
+  rasdrill bench boot";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +40,7 @@ pub enum Command {
     /// Explain and print machine-check records
     #[command(subcommand)]
     Records(RecordsCommand),
-    /// Inject machine-check or EDAC errors into this machine
+    /// Inject machine-check or EDAC errors into this machine, or into a throw-away QEMU guest
     #[command(after_help = inject::EXAMPLES)]
     Inject(Box<InjectArgs>),
     /// Fetch and list the guest kernels
