@@ -16,7 +16,7 @@ Examples:
   rasdrill records explain 0x9c7d410092080813
   rasdrill records dump errors.mce
   rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run
-  rasdrill inject --guest amd-f15h --via qemu --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
+  rasdrill inject --guest amd-f15h --via qemu --bank 4 --status 0x9c7d410092080813
   rasdrill kernel fetch
   rasdrill bench boot";
 
