@@ -21,7 +21,7 @@ mod tests;
 use std::convert::Infallible;
 use std::path::PathBuf;
 
-pub use client::{wait_until, AgentClient, ClientError, WaitError};
+pub use client::{AgentClient, ClientError};
 pub use config::{AgentConfig, ConfigError, SetupStep, CONFIG_PATH};
 pub use protocol::{Ready, RunSpec, SpawnSpec};
 pub use rasdrill_inject::debugfs::InjectionType;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
 use super::protocol::{ExitInfo, RunOutput, RunSpec, SpawnSpec, Spawned};
 
@@ -347,15 +348,11 @@ impl Daemons {
             Some(status) => Ok(exit_info(status)), // It ended on its own.
             None => {
                 let _ = killpg(group, signal);
-                match wait_for_exit(&mut daemon.child, Instant::now() + grace)
-                    .map_err(wait_error)?
-                {
+                match wait_for_exit(&mut daemon.child, grace).map_err(wait_error)? {
                     Some(status) => Ok(exit_info(status)),
                     None => {
                         let _ = killpg(group, Signal::SIGKILL);
-                        match wait_for_exit(&mut daemon.child, Instant::now() + KILL_GRACE)
-                            .map_err(wait_error)?
-                        {
+                        match wait_for_exit(&mut daemon.child, KILL_GRACE).map_err(wait_error)? {
                             Some(status) => Ok(exit_info(status)),
                             None => Err(ProcessError::Unkillable {
                                 program: daemon.program.clone(),
@@ -372,18 +369,13 @@ impl Daemons {
     }
 }
 
-/// Polls a child until it exits or the deadline passes (a daemon has no waiter thread).
-fn wait_for_exit(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        thread::sleep((deadline - now).min(Duration::from_millis(5)));
-    }
+/// Polls a child until it exits or `patience` runs out (a daemon has no waiter thread).
+fn wait_for_exit(child: &mut Child, patience: Duration) -> io::Result<Option<ExitStatus>> {
+    // try_wait gives Ok(None) while running: transposed, that is "not yet" for wait_until.
+    wait_until(&Deadline::after(patience), Duration::from_millis(5), || {
+        child.try_wait().transpose()
+    })
+    .transpose()
 }
 
 #[cfg(test)]
@@ -395,14 +387,11 @@ mod tests {
     }
 
     fn wait_for_contents(path: &Path, expected: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        crate::agent::wait_until(
-            "the daemon's output",
-            deadline,
-            Duration::from_millis(5),
-            || Ok::<_, io::Error>((std::fs::read_to_string(path)? == expected).then_some(())),
-        )
-        .unwrap();
+        let deadline = Deadline::after(Duration::from_secs(10));
+        wait_until(&deadline, Duration::from_millis(5), || {
+            (std::fs::read_to_string(path).unwrap() == expected).then_some(())
+        })
+        .expect("the daemon's output");
     }
 
     #[test]

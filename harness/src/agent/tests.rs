@@ -10,7 +10,9 @@ use nix::sys::stat::Mode;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 
-use super::client::{wait_until, AgentClient, ClientError};
+use rasdrill_qemu::wait::{wait_until, Deadline};
+
+use super::client::{AgentClient, ClientError};
 use super::init::probe_ready;
 use super::process::Children;
 use super::protocol::{RunSpec, SpawnSpec};
@@ -27,6 +29,10 @@ struct Guest {
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
+}
+
+fn patience() -> Deadline {
+    Deadline::after(Duration::from_secs(10))
 }
 
 /// A fake guest root: a kernel log, mce-inject's files and a FIFO as `trace_pipe`.
@@ -196,11 +202,11 @@ fn trace_events_arrive_through_the_pipe_reader() {
         .unwrap();
     writeln!(pipe, "{MCE_LINE}\nCPU:0 [LOST 1 EVENTS]").unwrap();
     let client = &mut guest.client;
-    let batch = wait_until("two trace lines", soon(), Duration::from_millis(10), || {
-        let batch = client.trace(None, soon())?;
-        Ok::<_, ClientError>((batch.last_seq() == Some(2)).then_some(batch))
+    let batch = wait_until(&patience(), Duration::from_millis(10), || {
+        let batch = client.trace(None, soon()).unwrap();
+        (batch.last_seq() == Some(2)).then_some(batch)
     })
-    .unwrap();
+    .expect("two trace lines");
     assert_eq!(batch.events.len(), 1);
     assert_eq!(batch.events[0].event, "mce_record");
     assert_eq!(batch.events[0].seq, 1);
@@ -209,17 +215,14 @@ fn trace_events_arrive_through_the_pipe_reader() {
 
     // A closed pipe stops the reader: once drained, requests say so.
     drop(pipe);
-    let message = wait_until(
-        "the reader to stop",
-        soon(),
-        Duration::from_millis(10),
-        || match client.trace(Some(2), soon()) {
-            Err(ClientError::Agent { message, .. }) => Ok(Some(message)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(e),
-        },
-    )
-    .unwrap();
+    let message = wait_until(&patience(), Duration::from_millis(10), || {
+        match client.trace(Some(2), soon()) {
+            Err(ClientError::Agent { message, .. }) => Some(message),
+            Ok(_) => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .expect("the reader to stop");
     assert!(message.contains("trace_pipe ended"), "{message}");
 }
 
@@ -255,16 +258,13 @@ fn run_and_spawn_commands() {
         .stdout
         .starts_with(guest.root.path().join("var/log/rasdrill")));
     let client = &mut guest.client;
-    wait_until(
-        "the daemon's first line",
-        soon(),
-        Duration::from_millis(5),
-        || {
-            let stdout = client.read_file("/var/log/rasdrill/sleeper.stdout", soon())?;
-            Ok::<_, ClientError>((stdout == "up\n").then_some(()))
-        },
-    )
-    .unwrap();
+    wait_until(&patience(), Duration::from_millis(5), || {
+        let stdout = client
+            .read_file("/var/log/rasdrill/sleeper.stdout", soon())
+            .unwrap();
+        (stdout == "up\n").then_some(())
+    })
+    .expect("the daemon's first line");
     let exit = guest
         .client
         .kill("sleeper", libc::SIGTERM, Duration::from_secs(5), soon())
@@ -386,29 +386,6 @@ fn client_waits_are_bounded_and_keep_partial_lines() {
     drop(agent_side);
     let err = client.status(soon()).unwrap_err();
     assert!(matches!(err, ClientError::Closed { .. }), "{err}");
-}
-
-#[test]
-fn wait_until_reports_attempts_and_elapsed_time() {
-    let mut calls = 0;
-    let value = wait_until("the third call", soon(), Duration::from_millis(1), || {
-        calls += 1;
-        Ok::<_, std::io::Error>((calls == 3).then_some(calls))
-    })
-    .unwrap();
-    assert_eq!(value, 3);
-    let err = wait_until(
-        "never",
-        Instant::now() + Duration::from_millis(50),
-        Duration::from_millis(10),
-        || Ok::<Option<()>, std::io::Error>(None),
-    )
-    .unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.starts_with("timed out after") && text.contains("waiting for never"),
-        "{text}"
-    );
 }
 
 #[test]

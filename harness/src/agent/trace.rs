@@ -280,6 +280,8 @@ impl TraceBuffer {
 
 #[cfg(test)]
 mod tests {
+    use rasdrill_qemu::wait::{wait_until, Deadline};
+
     use super::*;
 
     /// The 6.1 format (checked against the string in Debian's 6.1.0-56 vmlinux).
@@ -361,12 +363,10 @@ mod tests {
     #[test]
     fn buffer_reports_a_dead_reader_once_drained() {
         let buffer = TraceBuffer::start(PathBuf::from("/nonexistent/trace_pipe"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
         let poll = std::time::Duration::from_millis(1);
-        let err = crate::agent::wait_until("the reader's failure", deadline, poll, || {
-            Ok::<_, std::io::Error>(buffer.after(None).err())
-        })
-        .unwrap();
+        let err =
+            wait_until(&deadline, poll, || buffer.after(None).err()).expect("the reader's failure");
         assert!(err.contains("/nonexistent/trace_pipe"), "{err}");
     }
 
