@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::wait::{seconds, wait_until, Deadline};
+use crate::wait::{connect_until, seconds, Deadline};
 
 /// How long a command may take to answer unless changed with [`Qmp::set_timeout`].
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,24 +80,12 @@ impl Qmp {
     /// completes the handshake; all within `timeout`.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
         let deadline = Deadline::after(timeout);
-        let mut last_error = None;
-        let stream = wait_until(
-            &deadline,
-            Duration::from_millis(5),
-            || match UnixStream::connect(path) {
-                Ok(stream) => Some(stream),
-                Err(e) => {
-                    last_error = Some(e);
-                    None
-                }
-            },
-        );
-        match stream {
-            Some(stream) => Qmp::handshake(stream, deadline.remaining()),
-            None => Err(QmpError::Connect {
+        match connect_until(path, &deadline) {
+            Ok(stream) => Qmp::handshake(stream, deadline.remaining()),
+            Err(source) => Err(QmpError::Connect {
                 path: path.to_path_buf(),
                 elapsed: deadline.elapsed(),
-                source: last_error.unwrap_or_else(|| io::ErrorKind::TimedOut.into()),
+                source,
             }),
         }
     }

@@ -5,14 +5,14 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use crate::cmdline::{ConfigError, RunPaths, VmConfig};
 use crate::process::{ProcessError, QemuProcess};
 use crate::qmp::{Qmp, QmpError};
-use crate::wait::{seconds, wait_until, Deadline};
+use crate::wait::{connect_until, seconds, wait_until, Deadline};
 
 /// How many console lines a [`Diagnostics`] keeps.
 pub const CONSOLE_TAIL_LINES: usize = 30;
@@ -117,18 +117,10 @@ impl Vm {
                     .map(Ready::Listening),
             }
         });
-        let diagnostics = |process: &QemuProcess| {
-            Box::new(Diagnostics {
-                elapsed: process.elapsed(),
-                console_tail: console_tail(&paths.console_log, CONSOLE_TAIL_LINES),
-                stderr_tail: process.stderr_tail(),
-            })
-        };
+        let diagnose = |process: &QemuProcess| diagnostics(process, &paths.console_log);
         let stream = match ready {
             Some(Ready::Listening(stream)) => stream,
-            Some(Ready::Exited(source)) => {
-                return Err(process_error(source, diagnostics(&process)))
-            }
+            Some(Ready::Exited(source)) => return Err(process_error(source, diagnose(&process))),
             None => {
                 let source = QmpError::Connect {
                     path: paths.qmp_socket.clone(),
@@ -137,7 +129,7 @@ impl Vm {
                 };
                 return Err(VmError::Qmp {
                     source,
-                    diagnostics: diagnostics(&process),
+                    diagnostics: diagnose(&process),
                 });
             }
         };
@@ -148,10 +140,10 @@ impl Vm {
                 // usually means it is exiting, and its stderr says why.
                 let _ = process.wait_timeout(Duration::from_secs(2));
                 return Err(match process.check_running() {
-                    Err(exited) => process_error(exited, diagnostics(&process)),
+                    Err(exited) => process_error(exited, diagnose(&process)),
                     Ok(()) => VmError::Qmp {
                         source,
-                        diagnostics: diagnostics(&process),
+                        diagnostics: diagnose(&process),
                     },
                 });
             }
@@ -188,22 +180,10 @@ impl Vm {
     pub fn connect_agent(&mut self, timeout: Duration) -> Result<UnixStream, VmError> {
         let path = self.paths().agent_socket;
         let deadline = Deadline::after(timeout);
-        let mut last = None;
-        let stream = wait_until(
-            &deadline,
-            Duration::from_millis(5),
-            || match UnixStream::connect(&path) {
-                Ok(stream) => Some(stream),
-                Err(e) => {
-                    last = Some(e);
-                    None
-                }
-            },
-        );
-        stream.ok_or_else(|| VmError::Agent {
+        connect_until(&path, &deadline).map_err(|source| VmError::Agent {
             path,
             elapsed: deadline.elapsed(),
-            source: last.unwrap_or_else(|| io::ErrorKind::TimedOut.into()),
+            source,
             diagnostics: self.diagnostics(),
         })
     }
@@ -215,11 +195,7 @@ impl Vm {
 
     /// Elapsed time, console tail and QEMU's stderr, for an error message.
     pub fn diagnostics(&self) -> Box<Diagnostics> {
-        Box::new(Diagnostics {
-            elapsed: self.process.elapsed(),
-            console_tail: self.console_tail(CONSOLE_TAIL_LINES),
-            stderr_tail: self.process.stderr_tail(),
-        })
+        diagnostics(&self.process, &self.paths().console_log)
     }
 
     /// `Ok` while QEMU runs; an error with its exit status and diagnostics once it has exited.
@@ -263,6 +239,14 @@ impl Vm {
     }
 }
 
+fn diagnostics(process: &QemuProcess, console_log: &Path) -> Box<Diagnostics> {
+    Box::new(Diagnostics {
+        elapsed: process.elapsed(),
+        console_tail: console_tail(console_log, CONSOLE_TAIL_LINES),
+        stderr_tail: process.stderr_tail(),
+    })
+}
+
 /// A process error with diagnostics, minus the stderr the error itself already quotes.
 fn process_error(source: ProcessError, mut diagnostics: Box<Diagnostics>) -> VmError {
     if matches!(source, ProcessError::Exited { .. }) {
@@ -275,7 +259,7 @@ fn process_error(source: ProcessError, mut diagnostics: Box<Diagnostics>) -> VmE
 }
 
 /// The last `lines` lines of a file, lossily decoded; empty if it cannot be read.
-fn console_tail(path: &std::path::Path, lines: usize) -> String {
+fn console_tail(path: &Path, lines: usize) -> String {
     let Ok(bytes) = fs::read(path) else {
         return String::new();
     };

@@ -1,5 +1,8 @@
 //! Deadlines: every wait in this crate has one, and its error reports the time spent.
 
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A point in time by which something must have happened, remembering when waiting began.
@@ -56,6 +59,17 @@ pub fn wait_until<T>(
         }
         std::thread::sleep(interval.min(remaining));
     }
+}
+
+/// Connects to the unix socket at `path`, retrying while it does not exist yet or refuses
+/// (QEMU creates its sockets a moment after it starts), until `deadline`. The error is the
+/// last attempt's, or `TimedOut` if none was made.
+pub fn connect_until(path: &Path, deadline: &Deadline) -> io::Result<UnixStream> {
+    let mut last = None;
+    let stream = wait_until(deadline, Duration::from_millis(5), || {
+        UnixStream::connect(path).map_err(|e| last = Some(e)).ok()
+    });
+    stream.ok_or_else(|| last.unwrap_or_else(|| io::ErrorKind::TimedOut.into()))
 }
 
 /// "1.234s": how elapsed times appear in error messages.
