@@ -133,15 +133,8 @@ impl PackageCache {
             return Ok(packages);
         }
 
-        let tmp_root = self.cache_root.join("tmp");
-        for dir in [&tmp_root, &self.dir()] {
-            fs::create_dir_all(dir).map_err(io(dir))?;
-        }
         // Removed on every exit path, with the .debs and whatever was not moved into place.
-        let work = tempfile::Builder::new()
-            .prefix("packages-")
-            .tempdir_in(&tmp_root)
-            .map_err(io(&tmp_root))?;
+        let work = work_dir(&self.cache_root, "packages-", &self.dir())?;
         let wanted: Vec<(String, String)> = missing
             .iter()
             .map(|p| (p.name.clone(), p.version.clone()))
@@ -176,6 +169,24 @@ impl PackageCache {
         }
         Ok(packages)
     }
+}
+
+/// A fresh directory under `<cache_root>/tmp` (removed when dropped) for staging what will be
+/// renamed into `destination`, which is created too: both are in the cache, on one file
+/// system, so that rename is atomic.
+pub(crate) fn work_dir(
+    cache_root: &Path,
+    prefix: &str,
+    destination: &Path,
+) -> Result<tempfile::TempDir, DebianError> {
+    let tmp_root = cache_root.join("tmp");
+    for dir in [&tmp_root, destination] {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&tmp_root)
+        .map_err(io(&tmp_root))
 }
 
 fn spec(package: &Package) -> String {

@@ -258,21 +258,8 @@ impl KernelCache {
             });
             return Ok(kernel);
         }
-        let tmp_root = self.root.join("tmp");
-        for dir in [&tmp_root, &self.kernels_dir()] {
-            fs::create_dir_all(dir).map_err(|source| KernelError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-        }
         // Removed on every exit path, with the .deb and whatever was not kept.
-        let work = tempfile::Builder::new()
-            .prefix("fetch-")
-            .tempdir_in(&tmp_root)
-            .map_err(|source| KernelError::Io {
-                path: tmp_root.clone(),
-                source,
-            })?;
+        let work = debian::work_dir(&self.root, "fetch-", &self.kernels_dir())?;
 
         progress(FetchEvent::Downloading {
             package: package.clone(),
@@ -342,13 +329,14 @@ fn stage_kernel(
     let modules = stage.join("modules").join(release);
     fs::create_dir_all(stage.join("modules")).map_err(io(stage))?;
     fs::rename(&modules_src, &modules).map_err(io(&modules_src))?;
-    fs::rename(&vmlinuz, stage.join("vmlinuz")).map_err(io(&vmlinuz))?;
+    let staged_vmlinuz = stage.join("vmlinuz");
+    fs::rename(&vmlinuz, &staged_vmlinuz).map_err(io(&vmlinuz))?;
     let config = unpacked.join("boot").join(format!("config-{release}"));
     if config.is_file() {
         fs::rename(&config, stage.join("config")).map_err(io(&config))?;
     }
 
-    let image = fs::read(stage.join("vmlinuz")).map_err(io(&vmlinuz))?;
+    let image = fs::read(&staged_vmlinuz).map_err(io(&staged_vmlinuz))?;
     progress(FetchEvent::ExtractingVmlinux {
         compressed_bytes: image.len() as u64,
     });

@@ -80,7 +80,7 @@ impl Initramfs {
     /// runs with no stdin, stdout or stderr.
     pub fn with_base_layout() -> Self {
         let mut image = Self::new();
-        for dir in ["dev", "proc", "sys", "tmp", "run", "root", "etc"] {
+        for dir in ["dev", "proc", "sys", "run", "root", "etc"] {
             image
                 .insert(dir, Node::Dir { mode: 0o755 })
                 .expect("fixed path");
@@ -350,13 +350,20 @@ impl Initramfs {
         };
         let tmp = path.with_extension("partial");
         let file = fs::File::create(&tmp).map_err(werr)?;
-        let result = self.write_to(BufWriter::new(file)).and_then(|buffered| {
-            buffered
-                .into_inner()
-                .map_err(|e| werr(e.into_error()))?
-                .sync_all()
-                .map_err(werr)
-        });
+        // write_to cannot know the file's name: its write errors get it here.
+        let result = self
+            .write_to(BufWriter::new(file))
+            .map_err(|e| match e {
+                InitramfsError::Write { source, .. } => werr(source),
+                other => other,
+            })
+            .and_then(|buffered| {
+                buffered
+                    .into_inner()
+                    .map_err(|e| werr(e.into_error()))?
+                    .sync_all()
+                    .map_err(werr)
+            });
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(e);
