@@ -5,9 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin;
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
 use crate::support::DEADLINE;
 
@@ -21,6 +22,8 @@ const DRAM_ECC: &[&str] = &[
     "--addr",
     "0x12345000",
 ];
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(20);
 const DECODED: &str = "[Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.";
 
 /// One rasdrill invocation with a private TMPDIR.
@@ -68,29 +71,55 @@ impl GuestRun {
         );
     }
 
-    /// Waits until this run's QEMU is running (the guest is booting).
-    fn wait_for_qemu(&self, child: &mut Child) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.qemu_pids().is_empty() {
+    /// Starts `rasdrill inject --via qemu` in the background and returns once its QEMU runs
+    /// (the guest is booting).
+    fn start_booting(&self) -> Booting {
+        let child = self
+            .command(
+                &[
+                    &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
+                    DRAM_ECC,
+                ]
+                .concat(),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut booting = Booting { child };
+        let started = wait_until(&Deadline::after(DEADLINE), POLL, || {
             assert!(
-                child.try_wait().unwrap().is_none(),
+                booting.child.try_wait().unwrap().is_none(),
                 "rasdrill exited before QEMU started"
             );
-            assert!(Instant::now() < deadline, "QEMU never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            (!self.qemu_pids().is_empty()).then_some(())
+        });
+        assert!(started.is_some(), "QEMU never started");
+        booting
     }
 
     fn wait_for_no_qemu(&self) {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.qemu_pids().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "QEMU survived rasdrill: {:?}",
-                self.qemu_pids()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let gone = wait_until(&Deadline::after(DEADLINE), POLL, || {
+            self.qemu_pids().is_empty().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "QEMU survived rasdrill: {:?}",
+            self.qemu_pids()
+        );
+    }
+}
+
+/// A rasdrill started in the background; SIGKILLed and reaped on drop, so a test that fails
+/// half-way leaves no rasdrill (and so no QEMU) behind.
+struct Booting {
+    child: Child,
+}
+
+impl Drop for Booting {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -331,53 +360,25 @@ fn a_guest_that_does_not_come_up_in_time_is_reported_and_killed() {
 #[test]
 fn killing_rasdrill_with_sigkill_mid_boot_takes_qemu_with_it() {
     let run = GuestRun::new();
-    let mut child = run
-        .command(
-            &[
-                &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
-                DRAM_ECC,
-            ]
-            .concat(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    run.wait_for_qemu(&mut child);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut booting = run.start_booting();
+    booting.child.kill().unwrap();
+    booting.child.wait().unwrap();
     run.wait_for_no_qemu();
 }
 
 #[test]
 fn interrupting_rasdrill_mid_boot_kills_qemu_and_exits() {
     let run = GuestRun::new();
-    let mut child = run
-        .command(
-            &[
-                &["inject", "--guest", "--accel", "tcg", "--via", "qemu"],
-                DRAM_ECC,
-            ]
-            .concat(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    run.wait_for_qemu(&mut child);
+    let mut booting = run.start_booting();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(booting.child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "rasdrill ignored SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_until(&Deadline::after(DEADLINE), POLL, || {
+        booting.child.try_wait().unwrap()
+    })
+    .expect("rasdrill ignored SIGINT");
     assert!(!status.success());
     run.assert_no_qemu();
 }

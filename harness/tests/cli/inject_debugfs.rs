@@ -3,7 +3,9 @@
 
 use std::fs;
 
-use crate::support::{read_in_order, writes, Cpu, FakeMachine, LOCK, MCE_INJECT};
+use crate::support::{
+    read_in_order, writes, Cpu, FakeMachine, LOCK, MCE_INJECT, MCE_INJECT_ORDER as ORDER,
+};
 
 const DRAM_CE: [&str; 8] = [
     "--cpu",
@@ -14,14 +16,6 @@ const DRAM_CE: [&str; 8] = [
     "0x9c7d410092080813",
     "--addr",
     "0x12345000",
-];
-
-fn files(names: &[&str]) -> Vec<String> {
-    names.iter().map(|f| format!("{MCE_INJECT}/{f}")).collect()
-}
-
-const ORDER: [&str; 8] = [
-    "flags", "cpu", "status", "addr", "misc", "synd", "ipid", "bank",
 ];
 
 #[test]
@@ -54,9 +48,7 @@ fn dry_run_prints_one_line_per_write_in_order_and_changes_nothing() {
 #[test]
 fn the_real_run_writes_every_file_once_in_the_kernels_order() {
     let m = FakeMachine::new(Cpu::Amd);
-    for f in ORDER {
-        m.fifo(&format!("{MCE_INJECT}/{f}"));
-    }
+    m.fifos(MCE_INJECT, &ORDER);
     let run = m.spawn_inject(
         &[
             &DRAM_CE[..],
@@ -71,10 +63,7 @@ fn the_real_run_writes_every_file_once_in_the_kernels_order() {
         ]
         .concat(),
     );
-    let got = read_in_order(
-        &m,
-        &files(&ORDER).iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let got = read_in_order(&m, MCE_INJECT, &ORDER);
     let done = run.finish();
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     // ADDR and MISC set ADDRV and MISCV (already set in this status); each value ends in a newline.
@@ -100,9 +89,7 @@ fn the_real_run_writes_every_file_once_in_the_kernels_order() {
 #[test]
 fn records_of_a_file_are_injected_one_after_another() {
     let m = FakeMachine::new(Cpu::Amd);
-    for f in ORDER {
-        m.fifo(&format!("{MCE_INJECT}/{f}"));
-    }
+    m.fifos(MCE_INJECT, &ORDER);
     let input = m.path("two.mce");
     fs::write(
         &input,
@@ -111,8 +98,7 @@ fn records_of_a_file_are_injected_one_after_another() {
     )
     .unwrap();
     let run = m.spawn_inject(&["--file", input.to_str().unwrap(), "--flags", "hw"]);
-    let order: Vec<String> = files(&ORDER).into_iter().chain(files(&ORDER)).collect();
-    let got = read_in_order(&m, &order.iter().map(String::as_str).collect::<Vec<_>>());
+    let got = read_in_order(&m, MCE_INJECT, &[ORDER, ORDER].concat());
     let done = run.finish();
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert_eq!(

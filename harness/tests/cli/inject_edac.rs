@@ -43,9 +43,7 @@ fn ecc_writes_in_order_with_the_access_last() {
         "inject_ecc_vector",
         "inject_write",
     ];
-    for f in files {
-        m.fifo(&format!("{EDAC_MC0}/{f}"));
-    }
+    m.fifos(EDAC_MC0, &files);
     let run = m.spawn_inject(&[
         "--via",
         "edac",
@@ -59,8 +57,7 @@ fn ecc_writes_in_order_with_the_access_last() {
         "0x10",
         "--write",
     ]);
-    let paths: Vec<String> = files.iter().map(|f| format!("{EDAC_MC0}/{f}")).collect();
-    let got = read_in_order(&m, &paths.iter().map(String::as_str).collect::<Vec<_>>());
+    let got = read_in_order(&m, EDAC_MC0, &files);
     let done = run.finish();
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert_eq!(
@@ -88,9 +85,7 @@ fn fake_injection_writes_layers_then_triggers() {
         "fake_inject_count",
         "fake_inject",
     ];
-    for f in files {
-        m.fifo(&format!("{EDAC_DEBUGFS_MC0}/{f}"));
-    }
+    m.fifos(EDAC_DEBUGFS_MC0, &files);
     let run = m.spawn_inject(&[
         "--via",
         "edac",
@@ -102,11 +97,7 @@ fn fake_injection_writes_layers_then_triggers() {
         "--count",
         "3",
     ]);
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| format!("{EDAC_DEBUGFS_MC0}/{f}"))
-        .collect();
-    let got = read_in_order(&m, &paths.iter().map(String::as_str).collect::<Vec<_>>());
+    let got = read_in_order(&m, EDAC_DEBUGFS_MC0, &files);
     let done = run.finish();
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert_eq!(

@@ -2,10 +2,14 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
-use crate::support::{read_in_order, writes, Cpu, FakeMachine, LOCK, MCE_INJECT};
+use crate::support::{
+    read_in_order, writes, Cpu, FakeMachine, DEADLINE, LOCK, MCE_INJECT, MCE_INJECT_ORDER,
+};
 
 const RECORD: [&str; 6] = [
     "--cpu",
@@ -46,22 +50,14 @@ fn a_held_lock_refuses_with_the_holders_pid_and_writes_nothing() {
 #[test]
 fn a_second_rasdrill_is_refused_while_the_first_injects() {
     let m = FakeMachine::new(Cpu::Amd);
-    let order = [
-        "flags", "cpu", "status", "addr", "misc", "synd", "ipid", "bank",
-    ];
-    for f in order {
-        m.fifo(&format!("{MCE_INJECT}/{f}"));
-    }
+    m.fifos(MCE_INJECT, &MCE_INJECT_ORDER);
     // The first blocks opening `flags` (a FIFO nobody reads yet), holding the lock.
     let first = m.spawn_inject(&RECORD);
-    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-    while fs::read_to_string(m.path(LOCK)).unwrap_or_default().trim() != first.pid().to_string() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first rasdrill never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let holder = || fs::read_to_string(m.path(LOCK)).unwrap_or_default();
+    wait_until(&Deadline::after(DEADLINE), Duration::from_millis(5), || {
+        (holder().trim() == first.pid().to_string()).then_some(())
+    })
+    .expect("the first rasdrill never took the lock");
     let second = m.inject(&RECORD).assert().code(4).get_output().clone();
     let stderr = m.redact(&second.stderr);
     assert!(
@@ -73,8 +69,7 @@ fn a_second_rasdrill_is_refused_while_the_first_injects() {
     );
 
     // Let the first finish: its writes are complete and in order, none from the second.
-    let paths: Vec<String> = order.iter().map(|f| format!("{MCE_INJECT}/{f}")).collect();
-    let got = read_in_order(&m, &paths.iter().map(String::as_str).collect::<Vec<_>>());
+    let got = read_in_order(&m, MCE_INJECT, &MCE_INJECT_ORDER);
     let done = first.finish();
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert_eq!(got[0], writes(&[("flags", "sw\n")])[0]);

@@ -2,7 +2,6 @@
 //! sections 1 and 5), FIFOs that show the order of writes, and a way to run `rasdrill` on them.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
@@ -20,6 +19,11 @@ pub const MCE_INJECT: &str = "sys/kernel/debug/mce-inject";
 pub const EDAC_MC0: &str = "sys/devices/system/edac/mc/mc0";
 pub const EDAC_DEBUGFS_MC0: &str = "sys/kernel/debug/edac/mc0";
 pub const LOCK: &str = "run/lock/rasdrill.lock";
+/// The order the kernel needs mce-inject's files written in: `bank` last, because it triggers
+/// (reference/kernel-interfaces.md, section 1).
+pub const MCE_INJECT_ORDER: [&str; 8] = [
+    "flags", "cpu", "status", "addr", "misc", "synd", "ipid", "bank",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cpu {
@@ -133,11 +137,14 @@ impl FakeMachine {
         fs::set_permissions(self.path(rel), fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    /// Replaces a file by a FIFO, so a test can read the writes in the order they come.
-    pub fn fifo(&self, rel: &str) {
-        let p = self.path(rel);
-        fs::remove_file(&p).unwrap();
-        mkfifo(&p, Mode::from_bits_truncate(0o600)).unwrap();
+    /// Replaces the files `names` of `dir` by FIFOs, so a test can read the writes in the
+    /// order they come ([`read_in_order`]).
+    pub fn fifos(&self, dir: &str, names: &[&str]) {
+        for name in names {
+            let p = self.path(&format!("{dir}/{name}"));
+            fs::remove_file(&p).unwrap();
+            mkfifo(&p, Mode::from_bits_truncate(0o600)).unwrap();
+        }
     }
 
     /// Debugfs unmounted: its directory is empty and /proc/mounts has no line for it.
@@ -324,18 +331,14 @@ pub fn read_fifo(path: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Reads the FIFOs in `expected` order and returns (file name, bytes) as written.
-pub fn read_in_order(m: &FakeMachine, expected: &[&str]) -> Vec<(String, String)> {
-    expected
+/// Reads the FIFOs `names` of `dir` in that order and returns (file name, text) as written.
+pub fn read_in_order(m: &FakeMachine, dir: &str, names: &[&str]) -> Vec<(String, String)> {
+    names
         .iter()
-        .map(|rel| {
-            let bytes = read_fifo(&m.path(rel)).unwrap_or_else(|e| panic!("{e}"));
-            let name = Path::new(rel)
-                .file_name()
-                .and_then(OsStr::to_str)
-                .unwrap()
-                .to_string();
-            (name, String::from_utf8(bytes).unwrap())
+        .map(|name| {
+            let bytes =
+                read_fifo(&m.path(&format!("{dir}/{name}"))).unwrap_or_else(|e| panic!("{e}"));
+            (name.to_string(), String::from_utf8(bytes).unwrap())
         })
         .collect()
 }
