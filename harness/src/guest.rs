@@ -119,6 +119,11 @@ pub enum GuestError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot use the agent's socket {path}: {source}")]
+    AgentSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot build the guest's initramfs: {0}")]
     Initramfs(#[from] InitramfsError),
     #[error("cannot resolve the guest's kernel modules: {0}")]
@@ -165,8 +170,6 @@ pub struct Guest {
     vm: Vm,
     agent: AgentClient,
     ready: Ready,
-    console_log: PathBuf,
-    accel: Accel,
     boot_time: Duration,
     /// The run directory (sockets, console, initramfs); removed with the guest.
     _run_dir: tempfile::TempDir,
@@ -217,7 +220,7 @@ impl Guest {
         config.vcpus = spec.vcpus;
         config.memory_mib = spec.memory_mib;
         config.initrd = Some(initrd);
-        let console_log = config.paths().console_log;
+        let agent_socket = config.paths().agent_socket;
 
         progress(&format!(
             "booting {} ({} vCPU, {} MiB, {}, kernel {})",
@@ -228,18 +231,19 @@ impl Guest {
             spec.kernel.release
         ));
         let started = Instant::now();
-        let deadline = started + ready_timeout(accel);
-        let mut vm = Vm::launch(config, ready_timeout(accel))?;
+        let timeout = ready_timeout(accel);
+        let deadline = started + timeout;
+        let mut vm = Vm::launch(config, timeout)?;
         // Connect to the agent line at once: bytes the guest sends while nobody listens are lost.
         let agent_stream = vm.connect_agent(deadline.saturating_duration_since(Instant::now()))?;
         let mut agent =
-            AgentClient::connect(agent_stream).map_err(|source| GuestError::RunDir {
-                dir: run_dir.path().to_path_buf(),
+            AgentClient::connect(agent_stream).map_err(|source| GuestError::AgentSocket {
+                path: agent_socket,
                 source,
             })?;
         let ready = match agent.wait_ready(deadline) {
             Ok(ready) => ready,
-            Err(source) => return Err(diagnose(&mut vm, &console_log, "while booting", source)),
+            Err(source) => return Err(diagnose(&mut vm, "while booting", source)),
         };
         let boot_time = started.elapsed();
         progress(&format!(
@@ -255,8 +259,6 @@ impl Guest {
             vm,
             agent,
             ready,
-            console_log,
-            accel,
             boot_time,
             _run_dir: run_dir,
         })
@@ -266,28 +268,19 @@ impl Guest {
         &self.ready
     }
 
-    pub fn accel(&self) -> Accel {
-        self.accel
-    }
-
     /// From QEMU's start to the agent's `Ready`.
     pub fn boot_time(&self) -> Duration {
         self.boot_time
     }
 
-    /// Sends one HMP line through QMP; QEMU's error text comes back as an error.
-    pub fn monitor(&mut self, line: &str) -> Result<String, GuestError> {
-        let reply = self.vm.qmp().human_monitor_command(line)?;
-        Ok(reply)
-    }
-
-    /// Injects a record into the vCPU's banks with QEMU's `mce` command.
+    /// Injects a record into the vCPU's banks with QEMU's `mce` command. HMP reports a refused
+    /// command only as text in its reply: that text comes back as [`GuestError::Monitor`].
     pub fn inject_qemu(&mut self, record: &MceRecord) -> Result<String, GuestError> {
         let line = hmp::command(record).map_err(|e| GuestError::Monitor {
             line: format!("mce (cpu {} bank {})", record.cpu, record.bank),
             message: e.to_string(),
         })?;
-        let reply = self.monitor(&line)?;
+        let reply = self.vm.qmp().human_monitor_command(&line)?;
         hmp::check_reply(&reply).map_err(|e| GuestError::Monitor {
             line: line.clone(),
             message: e.to_string(),
@@ -309,18 +302,8 @@ impl Guest {
                 what: what.to_string(),
                 message,
             }),
-            Err(e) => Err(diagnose(&mut self.vm, &self.console_log, what, e)),
+            Err(e) => Err(diagnose(&mut self.vm, what, e)),
         }
-    }
-
-    /// The agent, for requests whose errors the caller handles itself.
-    pub fn agent(&mut self) -> &mut AgentClient {
-        &mut self.agent
-    }
-
-    /// Whether QEMU is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.vm.check_running().is_ok()
     }
 
     /// Waits up to `timeout` for the guest to die; returns the panic it reported, if any.
@@ -329,7 +312,7 @@ impl Guest {
         if self.vm.wait_exit(timeout).is_err() {
             return Ok(None);
         }
-        let console = read_console(&self.console_log);
+        let console = read_console(&self.vm);
         Ok(Some(Panic {
             message: panic_message(&console)
                 .unwrap_or_else(|| "QEMU exited without a panic message".into()),
@@ -339,7 +322,7 @@ impl Guest {
 
     /// The console since boot.
     pub fn console(&self) -> String {
-        read_console(&self.console_log)
+        read_console(&self.vm)
     }
 
     /// Asks the agent to power off, then makes sure QEMU is gone.
@@ -427,12 +410,12 @@ fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
     let mut image = Initramfs::with_base_layout();
     image.init(&spec.agent)?;
     let index = ModuleIndex::load(&spec.kernel.modules_dir)?;
-    let mut names: Vec<String> = BASE_MODULES.iter().map(|m| m.to_string()).collect();
-    for m in &spec.modules {
-        if !names.contains(m) {
-            names.push(m.clone());
-        }
-    }
+    // load_order lists each module once, however often it is named.
+    let names: Vec<&str> = BASE_MODULES
+        .iter()
+        .copied()
+        .chain(spec.modules.iter().map(String::as_str))
+        .collect();
     let modules = image.modules(&index, &names)?;
     for extra in &spec.extra_files {
         match extra {
@@ -463,12 +446,12 @@ fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
 }
 
 /// An agent request failed: was it a panic, QEMU dying, or a hang?
-fn diagnose(vm: &mut Vm, console_log: &Path, when: &str, source: ClientError) -> GuestError {
+fn diagnose(vm: &mut Vm, when: &str, source: ClientError) -> GuestError {
     // A guest that panics makes QEMU exit a moment after the serial line closes.
     if let Ok(status) = vm.wait_exit(Duration::from_millis(500)) {
-        return died(vm, console_log, when, status.to_string());
+        return died(vm, when, status.to_string());
     }
-    let console = read_console(console_log);
+    let console = read_console(vm);
     GuestError::Unresponsive {
         when: when.to_string(),
         source: Box::new(source),
@@ -477,8 +460,8 @@ fn diagnose(vm: &mut Vm, console_log: &Path, when: &str, source: ClientError) ->
     }
 }
 
-fn died(vm: &mut Vm, console_log: &Path, when: &str, status: String) -> GuestError {
-    let console = read_console(console_log);
+fn died(vm: &mut Vm, when: &str, status: String) -> GuestError {
+    let console = read_console(vm);
     let elapsed = vm.process().elapsed();
     match panic_message(&console) {
         Some(message) => GuestError::Panicked {
@@ -506,8 +489,8 @@ fn stderr_or_nothing(vm: &mut Vm) -> String {
     }
 }
 
-fn read_console(path: &Path) -> String {
-    fs::read(path)
+fn read_console(vm: &Vm) -> String {
+    fs::read(vm.paths().console_log)
         .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
         .unwrap_or_default()
 }
