@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::agent::protocol::{
     ExitInfo, KmsgRecord, Reply, Request, RunOutput, RunSpec, SpawnSpec, Spawned, TraceBatch,
 };
-use crate::guest::{Guest, GuestError};
+use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
 
 /// A request failed on the target.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub trait Target {
         match self.request(
             "reading the kernel log",
             Request::Kmsg { after },
-            DEFAULT_TIMEOUT,
+            REQUEST_TIMEOUT,
         )? {
             Reply::Kmsg { records } => Ok(records),
             other => Err(unexpected("reading the kernel log", other)),
@@ -49,7 +49,7 @@ pub trait Target {
     /// The sequence number of the newest kernel log record (`None`: the log is empty): pass it
     /// as `after` to see only what comes next.
     fn kmsg_last(&mut self) -> Result<Option<u64>, TargetError> {
-        match self.request("reading the kernel log", Request::KmsgLast, DEFAULT_TIMEOUT)? {
+        match self.request("reading the kernel log", Request::KmsgLast, REQUEST_TIMEOUT)? {
             Reply::Kmsg { records } => Ok(records.last().map(|r| r.seq)),
             other => Err(unexpected("reading the kernel log", other)),
         }
@@ -59,7 +59,7 @@ pub trait Target {
         match self.request(
             "reading trace events",
             Request::Trace { after },
-            DEFAULT_TIMEOUT,
+            REQUEST_TIMEOUT,
         )? {
             Reply::Trace(batch) => Ok(batch),
             other => Err(unexpected("reading trace events", other)),
@@ -69,7 +69,7 @@ pub trait Target {
     /// Runs a command to completion; its own timeout is `spec.timeout_ms`.
     fn run(&mut self, spec: &RunSpec) -> Result<RunOutput, TargetError> {
         let what = format!("running {:?}", spec.argv);
-        let timeout = Duration::from_millis(spec.timeout_ms) + DEFAULT_TIMEOUT;
+        let timeout = Duration::from_millis(spec.timeout_ms) + REQUEST_TIMEOUT;
         match self.request(&what, Request::Run(spec.clone()), timeout)? {
             Reply::Run(out) => Ok(out),
             other => Err(unexpected(&what, other)),
@@ -78,7 +78,7 @@ pub trait Target {
 
     fn spawn(&mut self, spec: &SpawnSpec) -> Result<Spawned, TargetError> {
         let what = format!("starting {:?}", spec.argv);
-        match self.request(&what, Request::Spawn(spec.clone()), DEFAULT_TIMEOUT)? {
+        match self.request(&what, Request::Spawn(spec.clone()), REQUEST_TIMEOUT)? {
             Reply::Spawned(s) => Ok(s),
             other => Err(unexpected(&what, other)),
         }
@@ -92,7 +92,7 @@ pub trait Target {
             signal,
             grace_ms: grace.as_millis() as u64,
         };
-        match self.request(&what, request, grace + DEFAULT_TIMEOUT)? {
+        match self.request(&what, request, grace + REQUEST_TIMEOUT)? {
             Reply::Killed(exit) => Ok(exit),
             other => Err(unexpected(&what, other)),
         }
@@ -105,7 +105,7 @@ pub trait Target {
             Request::ReadFile {
                 path: path.to_path_buf(),
             },
-            DEFAULT_TIMEOUT,
+            REQUEST_TIMEOUT,
         )? {
             Reply::File { contents } => Ok(contents),
             other => Err(unexpected(&what, other)),
@@ -118,7 +118,7 @@ pub trait Target {
             path: path.to_path_buf(),
             contents: contents.to_string(),
         };
-        match self.request(&what, request, DEFAULT_TIMEOUT)? {
+        match self.request(&what, request, REQUEST_TIMEOUT)? {
             Reply::Done => Ok(()),
             other => Err(unexpected(&what, other)),
         }
@@ -131,16 +131,13 @@ pub trait Target {
             Request::Mkdir {
                 path: path.to_path_buf(),
             },
-            DEFAULT_TIMEOUT,
+            REQUEST_TIMEOUT,
         )? {
             Reply::Done => Ok(()),
             other => Err(unexpected(&what, other)),
         }
     }
 }
-
-/// The deadline of a request that does not say otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn unexpected(what: &str, got: Reply) -> TargetError {
     TargetError::Unexpected {
