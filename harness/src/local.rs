@@ -203,8 +203,9 @@ impl Target for LocalTarget {
     }
 }
 
-/// This machine's vendor for the guard: unknown (the stricter reading) if /proc/cpuinfo says nothing.
-fn vendor(root: &Path) -> Vendor {
+/// The vendor of the machine at `root` for the guard: unknown (the stricter reading) if its
+/// /proc/cpuinfo says nothing.
+pub fn vendor(root: &Path) -> Vendor {
     Machine::new(root)
         .vendor()
         .map(|(v, _)| v)

@@ -33,7 +33,7 @@ pub struct BootArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
     /// The machine profile to boot
-    #[arg(long, default_value = DEFAULT_PROFILE, value_parser = profile)]
+    #[arg(long, default_value = DEFAULT_PROFILE, value_parser = super::profile)]
     pub profile: &'static Profile,
     /// vCPUs instead of the profile's (bringing up each extra vCPU costs about a second under TCG)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -42,10 +42,6 @@ pub struct BootArgs {
     pub accel: AccelChoice,
     #[command(flatten)]
     pub kernel: KernelArgs,
-}
-
-fn profile(s: &str) -> Result<&'static Profile, String> {
-    s.parse::<&'static Profile>().map_err(|e| e.to_string())
 }
 
 pub fn run(cmd: BenchCommand) -> Result<(), Failure> {

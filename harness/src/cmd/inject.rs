@@ -4,7 +4,7 @@
 //! run every check (guard, then preflight), and only then take the lock and write. A dry run
 //! makes the same checks and exits as the real run would, but writes nothing and takes no lock.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use rasdrill_inject::debugfs::{Debugfs, InjectionType};
@@ -12,13 +12,14 @@ use rasdrill_inject::edac::{AmdEcc, EccAccess, EccInjection, EdacFake, FakeInjec
 use rasdrill_inject::guard::{self, Allow};
 use rasdrill_inject::injector::Injector;
 use rasdrill_inject::lock::InjectLock;
-use rasdrill_inject::preflight::{self, Machine};
-use rasdrill_inject::{perform, status, Action, InjectError, MceRecord, Vendor};
+use rasdrill_inject::preflight;
+use rasdrill_inject::{perform, status, Action, InjectError, MceRecord};
 
 use crate::cmd::kernel::KernelArgs;
 use crate::cmd::records::read_records;
 use crate::exit::Failure;
 use crate::guest::AccelChoice;
+use crate::local;
 use crate::profile::{Profile, DEFAULT_PROFILE};
 
 pub const EXAMPLES: &str = "\
@@ -110,7 +111,7 @@ pub struct InjectArgs {
         value_name = "PROFILE",
         num_args = 0..=1,
         default_missing_value = DEFAULT_PROFILE,
-        value_parser = profile,
+        value_parser = super::profile,
         help_heading = "Guest"
     )]
     pub guest: Option<&'static Profile>,
@@ -134,10 +135,6 @@ pub struct InjectArgs {
     /// The injection should panic the guest: succeed only if it does
     #[arg(long, help_heading = "Guest")]
     pub expect_panic: bool,
-}
-
-fn profile(s: &str) -> Result<&'static Profile, String> {
-    s.parse::<&'static Profile>().map_err(|e| e.to_string())
 }
 
 /// One MCE record given on the command line. Numbers are C style: 0x hex, 0 octal, else decimal.
@@ -308,8 +305,9 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
             }
             let records = records(&args)?;
             let actions = preflight::describe_all(&Debugfs::new(&args.root, args.flags), &records)?;
+            let vendor = local::vendor(&args.root);
             let check = || {
-                guard::check(&records, local_vendor(&args.root), allow)?;
+                guard::check(&records, vendor, allow)?;
                 preflight::check_debugfs(&args.root, args.flags, &records, &actions)
             };
             execute(&args, &actions, check)?;
@@ -321,7 +319,7 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
                         r.cpu,
                         r.bank,
                         r.status,
-                        r.severity(local_vendor(&args.root)),
+                        r.severity(vendor),
                         args.flags
                     );
                 }
@@ -408,14 +406,6 @@ pub fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
         return Err(Failure::bad_input("the --file input holds no records"));
     }
     Ok(records)
-}
-
-/// This machine's vendor for the guard; unknown (the stricter reading) if /proc/cpuinfo says nothing.
-fn local_vendor(root: &Path) -> Vendor {
-    Machine::new(root)
-        .vendor()
-        .map(|(v, _)| v)
-        .unwrap_or(Vendor::Unknown)
 }
 
 /// The shared tail of every local injection: print the plan (dry run), check, lock, write.

@@ -25,6 +25,12 @@ pub fn status(s: &str) -> Result<u64, String> {
     mcelang::parse_status_words(s)
 }
 
+/// A clap value parser for a machine profile name (`amd-f15h`, `intel-skx`, ...).
+pub fn profile(s: &str) -> Result<&'static crate::profile::Profile, String> {
+    s.parse::<&'static crate::profile::Profile>()
+        .map_err(|e| e.to_string())
+}
+
 /// This executable: what a guest runs as its /init.
 pub fn this_executable() -> Result<std::path::PathBuf, crate::exit::Failure> {
     std::env::current_exe().map_err(|e| {
