@@ -53,20 +53,18 @@ pub struct GuestNeeds {
 impl GuestNeeds {
     /// Adds `other`'s needs, skipping what is already there.
     pub fn merge(&mut self, other: GuestNeeds) {
-        for f in other.files {
-            if !self.files.contains(&f) {
-                self.files.push(f);
-            }
-        }
-        for m in other.modules {
-            if !self.modules.contains(&m) {
-                self.modules.push(m);
-            }
-        }
-        for s in other.setup {
-            if !self.setup.contains(&s) {
-                self.setup.push(s);
-            }
+        push_new(&mut self.files, other.files);
+        push_new(&mut self.modules, other.modules);
+        push_new(&mut self.setup, other.setup);
+    }
+}
+
+/// Appends the items `list` does not hold yet, in order: lists of needs stay small, and their
+/// order is what the guest applies.
+pub(crate) fn push_new<T: PartialEq>(list: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
+    for item in items {
+        if !list.contains(&item) {
+            list.push(item);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use rasdrill_inject::Vendor;
 use rasdrill_qemu::kernel::Kernel;
+use rasdrill_qemu::modules;
 
 use crate::agent::config::SetupStep;
 use crate::collect::{self, Collector, Context, GuestNeeds};
@@ -143,16 +144,8 @@ pub fn plan<'a>(
 
 /// The files and setup steps a group's collectors need, each once.
 fn add_needs(spec: &mut GuestSpec, needs: GuestNeeds) {
-    for f in needs.files {
-        if !spec.extra_files.contains(&f) {
-            spec.extra_files.push(f);
-        }
-    }
-    for s in needs.setup {
-        if !spec.setup.contains(&s) {
-            spec.setup.push(s);
-        }
-    }
+    collect::push_new(&mut spec.extra_files, needs.files);
+    collect::push_new(&mut spec.setup, needs.setup);
 }
 
 /// Fresh collectors for a scenario.
@@ -200,23 +193,22 @@ fn identity(
             message: "no guest kernel: none is cached and none could be fetched".into(),
         })?,
     };
-    let mut modules: Vec<String> = Vec::new();
-    let decoders: Vec<String> = match machine.profile {
-        Some(p) => p.decoder_modules.iter().map(|m| m.to_string()).collect(),
-        None if machine.vendor == Vendor::Amd => vec!["edac_mce_amd".to_string()],
-        None => Vec::new(),
+    let decoders: &[&str] = match machine.profile {
+        Some(p) => p.decoder_modules,
+        None if machine.vendor == Vendor::Amd => &["edac_mce_amd"],
+        None => &[],
     };
-    for m in decoders
-        .into_iter()
-        .chain(scenario.setup.modules.iter().cloned())
-        .chain(collector_modules.iter().cloned())
-    {
-        // The kernel treats `-` and `_` in module names alike; so does the spec.
-        let m = m.replace('-', "_");
-        if !modules.contains(&m) {
-            modules.push(m);
-        }
-    }
+    let mut modules: Vec<String> = Vec::new();
+    // The kernel treats `-` and `_` in module names alike; so does the spec.
+    collect::push_new(
+        &mut modules,
+        decoders
+            .iter()
+            .copied()
+            .chain(scenario.setup.modules.iter().map(String::as_str))
+            .chain(collector_modules.iter().map(String::as_str))
+            .map(modules::normalize),
+    );
     let mut setup = Vec::new();
     if scenario.setup.fake_panic {
         setup.push(SetupStep::Write {
