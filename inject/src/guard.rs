@@ -15,6 +15,13 @@ pub struct Allow {
     pub fatal: bool,
 }
 
+impl Allow {
+    /// Whether uncorrected (and deferred) errors may be injected: `fatal` implies it.
+    fn allows_uncorrected(self) -> bool {
+        self.uncorrected || self.fatal
+    }
+}
+
 /// Refuses the first record whose severity was not allowed. Deferred errors count as uncorrected.
 pub fn check(records: &[MceRecord], vendor: Vendor, allow: Allow) -> Result<(), InjectError> {
     for (i, r) in records.iter().enumerate() {
@@ -22,7 +29,7 @@ pub fn check(records: &[MceRecord], vendor: Vendor, allow: Allow) -> Result<(), 
         let needs = match severity {
             Severity::Corrected => None,
             Severity::Deferred | Severity::UncorrectedRecoverable => {
-                (!allow.uncorrected && !allow.fatal).then_some("--allow-uncorrected")
+                (!allow.allows_uncorrected()).then_some("--allow-uncorrected")
             }
             Severity::Fatal => (!allow.fatal).then_some("--allow-fatal"),
         };
@@ -42,7 +49,7 @@ pub fn check(records: &[MceRecord], vendor: Vendor, allow: Allow) -> Result<(), 
 /// amd64_edac flips the `ecc_vector` bits of a DRAM word: one bit is correctable, more may not be.
 pub fn check_amd_ecc(req: &EccInjection, allow: Allow) -> Result<(), InjectError> {
     let bits = req.ecc_vector().count_ones();
-    if bits > 1 && !allow.uncorrected && !allow.fatal {
+    if bits > 1 && !allow.allows_uncorrected() {
         return Err(InjectError::RefusedEdac {
             what: format!(
                 "ECC vector {:#x} flips {bits} bits, which may be uncorrectable",
@@ -56,7 +63,7 @@ pub fn check_amd_ecc(req: &EccInjection, allow: Allow) -> Result<(), InjectError
 /// The EDAC core reports a fake uncorrected error like a real one: with `edac_mc_panic_on_ue` set
 /// the kernel panics.
 pub fn check_edac_fake(req: &FakeInjection, allow: Allow) -> Result<(), InjectError> {
-    if req.uncorrected() && !allow.uncorrected && !allow.fatal {
+    if req.uncorrected() && !allow.allows_uncorrected() {
         return Err(InjectError::RefusedEdac {
             what:
                 "a fake uncorrected EDAC error (EDAC panics on it when edac_mc_panic_on_ue is set)"

@@ -400,24 +400,14 @@ pub fn check_edac_fake(
     }
     for (layer, _) in req.layers() {
         if !dir.join(layer.file()).exists() {
-            let mut layers: Vec<String> = fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.ok()?.file_name().into_string().ok()?;
-                    let layer = name.strip_prefix("fake_inject_")?;
-                    (layer != "ue" && layer != "count").then(|| layer.to_string())
-                })
-                .collect();
-            layers.sort();
+            let layers = names_in(&dir, |name| {
+                let layer = name.strip_prefix("fake_inject_")?;
+                (layer != "ue" && layer != "count").then(|| layer.to_string())
+            });
             return Err(InjectError::NoLayer {
                 mc: req.mc(),
                 layer: layer.name(),
-                layers: if layers.is_empty() {
-                    "none".into()
-                } else {
-                    layers.join(", ")
-                },
+                layers,
                 path: dir,
             });
         }
@@ -434,19 +424,25 @@ pub fn edac_fake_plan(root: &Path, req: &FakeInjection) -> Result<Vec<Action>, I
 
 /// The `mc<N>` entries of an EDAC directory, for error messages.
 fn present_mcs(dir: &Path) -> String {
-    let mut mcs: Vec<String> = fs::read_dir(dir)
+    names_in(dir, |name| {
+        name.strip_prefix("mc")?.parse::<u32>().ok()?;
+        Some(name.to_string())
+    })
+}
+
+/// What `pick` makes of the entry names of `dir`, sorted and joined for an error message;
+/// `none` when there are none (or `dir` cannot be read).
+fn names_in(dir: &Path, pick: impl Fn(&str) -> Option<String>) -> String {
+    let mut names: Vec<String> = fs::read_dir(dir)
         .into_iter()
         .flatten()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_prefix("mc")?.parse::<u32>().ok().map(|_| name)
-        })
+        .filter_map(|e| pick(e.ok()?.file_name().to_str()?))
         .collect();
-    mcs.sort();
-    if mcs.is_empty() {
+    names.sort();
+    if names.is_empty() {
         "none".into()
     } else {
-        mcs.join(", ")
+        names.join(", ")
     }
 }
 
