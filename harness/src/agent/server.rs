@@ -33,10 +33,6 @@ impl Environment {
         self.path("/dev/kmsg")
     }
 
-    pub fn debugfs(&self) -> PathBuf {
-        self.path("/sys/kernel/debug")
-    }
-
     pub fn tracefs(&self) -> PathBuf {
         self.path("/sys/kernel/tracing")
     }

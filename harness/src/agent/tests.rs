@@ -66,7 +66,7 @@ fn start_guest() -> Guest {
         "processor\t: 0\nvendor_id\t: AuthenticAMD\n",
     )
     .unwrap();
-    let inject_dir = env.debugfs().join("mce-inject");
+    let inject_dir = env.path("/sys/kernel/debug/mce-inject");
     std::fs::create_dir_all(&inject_dir).unwrap();
     for file in rasdrill_inject::debugfs::WRITE_ORDER {
         std::fs::write(inject_dir.join(file), "").unwrap();

@@ -17,10 +17,11 @@ use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 use rasdrill_qemu::kernel::KernelCache;
 
-/// rasdaemon records a corrected error within about 1.5 s (QEMU's: the next poll, each second).
 /// Where the agent puts the daemon's stderr.
 const STDERR: &str = "/var/log/rasdrill/rasdaemon.stderr";
 
+/// rasdaemon records a corrected error within about 1.5 s (QEMU's: the next poll, each second);
+/// this only bounds a failing wait.
 const RECORD_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A corrected DRAM ECC error in bank 4 (reference/kernel-interfaces.md, section 8).
