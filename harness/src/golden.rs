@@ -219,24 +219,28 @@ pub fn check(
         }
         (Some(old), Mode::Check { ci }) => {
             let diff = diff(&golden, &old, header, &actual);
-            let new = if ci {
-                None
-            } else {
-                write(&new, &render(header, &actual))?;
-                Some(new)
-            };
+            let new = write_pending(new, ci, header, &actual)?;
             Ok(Verdict::Mismatch { golden, new, diff })
         }
         (None, Mode::Check { ci }) => {
-            let new = if ci {
-                None
-            } else {
-                write(&new, &render(header, &actual))?;
-                Some(new)
-            };
+            let new = write_pending(new, ci, header, &actual)?;
             Ok(Verdict::Missing { golden, new })
         }
     }
+}
+
+/// Writes the `.snap.new` for review and returns its path; in CI writes nothing.
+fn write_pending(
+    new: PathBuf,
+    ci: bool,
+    header: &Header,
+    actual: &str,
+) -> Result<Option<PathBuf>, GoldenError> {
+    if ci {
+        return Ok(None);
+    }
+    write(&new, &render(header, actual))?;
+    Ok(Some(new))
 }
 
 /// A golden file as read: its header and its content.
