@@ -15,7 +15,7 @@ use regex::Regex;
 use super::mce_file;
 use super::problem::{Problem, Problems};
 use super::read::{
-    boolean, child, items, list, number, number_in, one_of, seconds, string, strings, tagged,
+    boolean, child, items, list, number, number_in, one_of, seconds, string, string_items, tagged,
     Fields,
 };
 use super::yaml::{self, Node, Value};
@@ -720,15 +720,12 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
 }
 
 fn trace_events(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {
-    let events = strings(node, path, p)?;
-    let Value::Seq(nodes) = &node.value else {
-        return None;
-    };
-    let mut ok = !events.is_empty() && events.len() == nodes.len();
+    let events = string_items(node, path, p)?;
+    let mut ok = !events.is_empty();
     if events.is_empty() {
         p.add(node.loc, path, "names no tracepoint");
     }
-    for (event, n) in events.iter().zip(nodes) {
+    for (event, n) in &events {
         let valid = event.split_once('/').is_some_and(|(g, e)| {
             let word =
                 |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -739,22 +736,16 @@ fn trace_events(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>
             ok = false;
         }
     }
-    ok.then_some(events)
+    ok.then(|| events.into_iter().map(|(event, _)| event).collect())
 }
 
 /// Host programs for a guest: a name looked up on the host's PATH, or a path. They are placed
 /// in the guest's /usr/bin under their file name, so two may not share one.
 fn program_names(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {
-    let names = strings(node, path, p)?;
-    let Value::Seq(nodes) = &node.value else {
-        return None;
-    };
-    if names.len() != nodes.len() {
-        return None;
-    }
+    let names = string_items(node, path, p)?;
     let mut ok = true;
     let mut seen: Vec<&str> = Vec::new();
-    for (name, n) in names.iter().zip(nodes) {
+    for (name, n) in &names {
         let file = name.rsplit('/').next().unwrap_or("");
         if file.is_empty() || file == "." || file == ".." {
             p.add(
@@ -773,17 +764,14 @@ fn program_names(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String
         }
         seen.push(file);
     }
-    ok.then_some(names)
+    ok.then(|| names.into_iter().map(|(name, _)| name).collect())
 }
 
 fn command_argv(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {
-    let argv = strings(node, path, p)?;
-    let Value::Seq(nodes) = &node.value else {
-        return None;
-    };
-    if argv.len() != nodes.len() {
-        return None;
-    }
+    let argv: Vec<String> = string_items(node, path, p)?
+        .into_iter()
+        .map(|(arg, _)| arg)
+        .collect();
     if argv.is_empty() || argv[0].is_empty() {
         p.add(
             node.loc,

@@ -269,15 +269,22 @@ pub(crate) fn items<'n>(
     }
 }
 
-/// A list of strings; bad items are reported and left out.
-pub(crate) fn strings(node: &Node, path: &str, problems: &mut Problems) -> Option<Vec<String>> {
-    let items = items(node, path, problems)?;
-    Some(
-        items
-            .iter()
-            .filter_map(|(p, n)| string(n, p, problems))
-            .collect(),
-    )
+/// A list of strings, each with its node (to locate what a caller finds wrong with it);
+/// `None`, with every item that is not a string reported, unless all are strings.
+pub(crate) fn string_items<'n>(
+    node: &'n Node,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<(String, &'n Node)>> {
+    let mut all = true;
+    let mut out = Vec::new();
+    for (item_path, n) in items(node, path, problems)? {
+        match string(n, &item_path, problems) {
+            Some(s) => out.push((s, n)),
+            None => all = false,
+        }
+    }
+    all.then_some(out)
 }
 
 /// One word out of a fixed set.
