@@ -10,7 +10,7 @@ use crate::cmd::kernel::KernelArgs;
 use crate::exit::{Code, Failure};
 use crate::golden::{self, Mode};
 use crate::guest::AccelChoice;
-use crate::report::{Progress, RunReport};
+use crate::report::{Outcome, Progress, RunReport};
 use crate::run::{self, Options};
 use crate::scenario::{self, Scenario};
 
@@ -156,11 +156,7 @@ fn verdict(report: &RunReport) -> Result<(), Failure> {
     if code == Code::Success {
         return Ok(());
     }
-    let failed = report
-        .results
-        .iter()
-        .filter(|r| r.outcome() != crate::report::Outcome::Passed)
-        .count();
+    let failed = report.results.len() - report.count(Outcome::Passed);
     Err(Failure::new(
         code,
         format!(

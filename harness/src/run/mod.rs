@@ -19,7 +19,7 @@ use rasdrill_qemu::kernel::Kernel;
 
 use crate::golden::Mode;
 use crate::guest::{AccelChoice, Guest};
-use crate::report::{self, Event, FailureKind, RunReport, ScenarioResult, Sink};
+use crate::report::{self, Event, FailureKind, GoldenResult, RunReport, ScenarioResult, Sink};
 use crate::scenario::Scenario;
 
 pub use plan::{GuestDefaults, Unit};
@@ -154,17 +154,31 @@ fn failed(
     kind: FailureKind,
     message: String,
 ) -> ScenarioResult {
+    let failure = report::Failure {
+        kind,
+        message,
+        details: None,
+    };
+    ScenarioResult {
+        boot,
+        ..result(s, start, Some(failure), Vec::new())
+    }
+}
+
+/// A scenario's result now, without boot time (the caller adds it).
+fn result(
+    s: &Scenario,
+    start: Instant,
+    failure: Option<report::Failure>,
+    goldens: Vec<GoldenResult>,
+) -> ScenarioResult {
     ScenarioResult {
         name: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
-        failure: Some(report::Failure {
-            kind,
-            message,
-            details: None,
-        }),
-        goldens: Vec::new(),
+        failure,
+        goldens,
         duration: start.elapsed(),
-        boot,
+        boot: Duration::ZERO,
     }
 }

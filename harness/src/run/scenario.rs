@@ -185,19 +185,12 @@ fn result(
     failure: Option<Trouble>,
     goldens: Vec<GoldenResult>,
 ) -> ScenarioResult {
-    ScenarioResult {
-        name: s.name.clone(),
-        file: s.file.clone(),
-        description: s.description.clone(),
-        failure: failure.map(|t| report::Failure {
-            kind: t.kind,
-            message: t.message,
-            details: t.details,
-        }),
-        goldens,
-        duration: start.elapsed(),
-        boot: Duration::ZERO,
-    }
+    let failure = failure.map(|t| report::Failure {
+        kind: t.kind,
+        message: t.message,
+        details: t.details,
+    });
+    super::result(s, start, failure, goldens)
 }
 
 /// Start, steps, settle or panic, collect, stop, compare. Returns the failure, the golden
