@@ -35,8 +35,8 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
     }
     let kernel = args.kernel.resolve()?;
     let spec = GuestSpec::for_profile(profile, kernel, args.accel, super::this_executable()?);
-    let mut guest =
-        Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}")).map_err(guest_failure)?;
+    let mut guest = Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}"))
+        .map_err(Failure::infrastructure)?;
     let outcome = inject_and_observe(&mut guest, args, &records);
     match outcome {
         Ok(observed) => {
@@ -83,7 +83,7 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
                 ))
             }
         }
-        Err(e) => Err(guest_failure(e)),
+        Err(e) => Err(Failure::infrastructure(e)),
     }
 }
 
@@ -194,8 +194,4 @@ fn print_observed(observed: &Observed) {
     for e in &observed.trace {
         println!("{}", collect::trace::line(e));
     }
-}
-
-fn guest_failure(e: GuestError) -> Failure {
-    Failure::infrastructure(e)
 }
