@@ -12,9 +12,7 @@ use crate::exit::{Code, Failure};
 use crate::guest::{Guest, GuestError, GuestSpec, REQUEST_TIMEOUT};
 use crate::observe::{Observed, Observer};
 use crate::profile::Profile;
-
-/// QEMU gives every x86 guest CPU this many MCA banks (MCG_CAP[7:0] = 10).
-pub const QEMU_BANKS: u32 = 10;
+use crate::scenario::GUEST_BANKS;
 
 /// After the last expected event, the decoder may still be printing: wait this long for quiet.
 const QUIET: Duration = Duration::from_millis(300);
@@ -103,11 +101,11 @@ fn plan(
                 profile.vcpus - 1
             )));
         }
-        if r.bank >= QEMU_BANKS {
+        if r.bank >= GUEST_BANKS {
             return Err(Failure::bad_input(format!(
-                "--bank {}: QEMU gives every guest CPU {QEMU_BANKS} MCA banks (0-{})",
+                "--bank {}: QEMU gives every guest CPU {GUEST_BANKS} MCA banks (0-{})",
                 r.bank,
-                QEMU_BANKS - 1
+                GUEST_BANKS - 1
             )));
         }
         if r.status & status::VAL == 0 {
