@@ -8,7 +8,8 @@ use rasdrill_qemu::modules::ModuleIndex;
 use rasdrill_qemu::wait::Deadline;
 
 use crate::common::{
-    alive, boot, boot_with, busybox_image, cached_kernel, wait_for_console, BOOT_TIMEOUT,
+    alive, boot, boot_with, busybox_image, busybox_init, cached_kernel, wait_for_console,
+    BOOT_TIMEOUT,
 };
 
 #[test]
@@ -112,15 +113,7 @@ fn modules_load_in_dependency_order() {
     let script = format!(
         "mount -t sysfs sys /sys\n{insmods}[ -d /sys/module/vfat ] && [ -d /sys/module/mce_inject ] && echo MODULES-LOADED\npoweroff -f"
     );
-    image
-        .file(
-            "/init",
-            format!(
-                "#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n{script}\n"
-            ),
-            0o755,
-        )
-        .unwrap();
+    image.file("/init", busybox_init(&script), 0o755).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut vm = boot(dir.path(), &image);
     vm.wait_exit(BOOT_TIMEOUT).unwrap();

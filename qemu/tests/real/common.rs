@@ -29,10 +29,13 @@ pub fn busybox_image(script: &str) -> Initramfs {
         .unwrap();
     image.symlink("/bin/sh", "busybox").unwrap();
     image.char_device("/dev/ttyS1", 0o600, 4, 65).unwrap();
-    let init =
-        format!("#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n{script}\n");
-    image.file("/init", init, 0o755).unwrap();
+    image.file("/init", busybox_init(script), 0o755).unwrap();
     image
+}
+
+/// The `/init` of [`busybox_image`]: busybox installs its applets, then runs `script`.
+pub fn busybox_init(script: &str) -> String {
+    format!("#!/bin/busybox sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n{script}\n")
 }
 
 /// Writes `image` into `dir`, then boots the cached kernel with it under TCG.
