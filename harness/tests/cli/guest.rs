@@ -10,7 +10,7 @@ use std::time::Duration;
 use assert_cmd::cargo::cargo_bin;
 use rasdrill_qemu::wait::{wait_until, Deadline};
 
-use crate::support::DEADLINE;
+use crate::support::{text, DEADLINE};
 
 const DRAM_ECC: &[&str] = &[
     "--cpu",
@@ -121,10 +121,6 @@ impl Drop for Booting {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn mce_record_lines(stdout: &str) -> Vec<&str> {

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::cargo_bin;
 
-use crate::support::qemu_pids_mentioning;
+use crate::support::{qemu_pids_mentioning, text};
 
 /// The decoded line the mismatch test changes, in the QEMU scenario's kernel log.
 const DECODED: &str = "[Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.";
@@ -91,10 +91,6 @@ fn copy_tree(from: &Path, to: &Path) {
             fs::copy(e.path(), &dest).unwrap();
         }
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// What a failed assertion shows.

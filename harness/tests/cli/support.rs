@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::stat::Mode;
 use nix::unistd::mkfifo;
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
 /// Every wait in these tests ends by then.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -233,6 +234,11 @@ fn cpuinfo(cpu: Cpu) -> String {
         .collect()
 }
 
+/// Output bytes as text, for assertions and their messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 pub fn rasdrill() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("rasdrill").unwrap()
 }
@@ -253,38 +259,31 @@ impl Running {
         self.child.as_ref().unwrap().id()
     }
 
-    /// Waits for the exit, with the deadline.
+    /// Waits for the exit, with the deadline (past it, drop kills and reaps the process).
     pub fn finish(mut self) -> Finished {
-        let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stdout = String::new();
-                let mut stderr = String::new();
-                child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stdout)
-                    .unwrap();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return Finished {
-                    code: status.code(),
-                    stdout,
-                    stderr,
-                };
-            }
-            if start.elapsed() > DEADLINE {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("rasdrill did not exit within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let child = self.child.as_mut().unwrap();
+        let status = wait_until(&Deadline::after(DEADLINE), Duration::from_millis(5), || {
+            child.try_wait().unwrap()
+        })
+        .unwrap_or_else(|| panic!("rasdrill did not exit within {DEADLINE:?}"));
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        Finished {
+            code: status.code(),
+            stdout,
+            stderr,
         }
     }
 }
