@@ -338,35 +338,38 @@ impl Daemons {
             .remove(name)
             .ok_or_else(|| ProcessError::UnknownName(name.to_string()))?;
         let pid = daemon.child.id();
-        let group = Pid::from_raw(pid as i32);
-        let wait_error = |source| ProcessError::Wait {
-            program: daemon.program.clone(),
-            pid,
-            source,
-        };
-        let result = match daemon.child.try_wait().map_err(wait_error)? {
-            Some(status) => Ok(exit_info(status)), // It ended on its own.
-            None => {
-                let _ = killpg(group, signal);
-                match wait_for_exit(&mut daemon.child, grace).map_err(wait_error)? {
-                    Some(status) => Ok(exit_info(status)),
-                    None => {
-                        let _ = killpg(group, Signal::SIGKILL);
-                        match wait_for_exit(&mut daemon.child, KILL_GRACE).map_err(wait_error)? {
-                            Some(status) => Ok(exit_info(status)),
-                            None => Err(ProcessError::Unkillable {
-                                program: daemon.program.clone(),
-                                pid,
-                                grace: KILL_GRACE,
-                            }),
-                        }
-                    }
-                }
-            }
-        };
+        let stopped = stop(&mut daemon.child, signal, grace);
         self.children.forget(pid);
-        result
+        match stopped {
+            Ok(Some(status)) => Ok(exit_info(status)),
+            Ok(None) => Err(ProcessError::Unkillable {
+                program: daemon.program,
+                pid,
+                grace: KILL_GRACE,
+            }),
+            Err(source) => Err(ProcessError::Wait {
+                program: daemon.program,
+                pid,
+                source,
+            }),
+        }
     }
+}
+
+/// Sends `signal` to the child's process group and waits up to `grace`, then SIGKILLs the
+/// group and waits [`KILL_GRACE`] more; `None` if it still lives. A child that had already
+/// ended is only reaped.
+fn stop(child: &mut Child, signal: Signal, grace: Duration) -> io::Result<Option<ExitStatus>> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(Some(status));
+    }
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, signal);
+    if let Some(status) = wait_for_exit(child, grace)? {
+        return Ok(Some(status));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    wait_for_exit(child, KILL_GRACE)
 }
 
 /// Polls a child until it exits or `patience` runs out (a daemon has no waiter thread).
