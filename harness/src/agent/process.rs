@@ -51,7 +51,9 @@ pub enum ProcessError {
     NameInUse { name: String, pid: u32 },
     #[error("no spawned process is named {0:?}")]
     UnknownName(String),
-    #[error("signal {0} is not a valid signal number")]
+    #[error(
+        "signal {0} is not a valid signal number: use a standard signal, 1 to 31 (15 is SIGTERM)"
+    )]
     BadSignal(i32),
     #[error("cannot create {path}: {source}")]
     OutputFile { path: PathBuf, source: io::Error },
@@ -512,6 +514,26 @@ mod tests {
             .kill("stubborn", libc::SIGTERM, Duration::from_millis(200))
             .unwrap();
         assert_eq!(exit.signal, Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn kill_rejects_signals_outside_the_standard_ones() {
+        let mut daemons = Daemons::new(Children::default(), PathBuf::from("/nonexistent"));
+        for signal in [0, 32] {
+            let err = daemons.kill("any", signal, Duration::ZERO).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "signal {signal} is not a valid signal number: use a standard signal, 1 to 31"
+                )),
+                "{err}"
+            );
+        }
+        for signal in [1, 31] {
+            assert!(matches!(
+                daemons.kill("any", signal, Duration::ZERO),
+                Err(ProcessError::UnknownName(_))
+            ));
+        }
     }
 
     #[test]
