@@ -39,7 +39,7 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("serial port {path}: {source}")]
+    #[error("cannot talk on the serial port {path}: {source}")]
     Serial {
         path: PathBuf,
         source: std::io::Error,
