@@ -90,14 +90,6 @@ impl Debugfs {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn kind(&self) -> InjectionType {
-        self.kind
-    }
-
     fn write(&self, file: &str, value: String) -> Action {
         Action::Write {
             path: self.dir.join(file),
