@@ -1,7 +1,9 @@
 //! What a guest's kernel said since a point in time: kernel log records and trace events,
 //! read through the agent with cursors, so each poll returns only what is new.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rasdrill_qemu::wait::settle;
 
 use crate::agent::protocol::{KmsgRecord, TraceEvent};
 use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
@@ -62,8 +64,7 @@ impl Observer {
     }
 
     /// Polls until `done` holds for everything seen so far and then nothing new arrives for
-    /// `quiet` (a decoder prints several lines, from a work queue, after the trace event), or
-    /// until `timeout`. Returns what was seen and whether `done` was reached.
+    /// `quiet`, or until `timeout`. Returns what was seen and whether `done` was reached.
     pub fn wait(
         &mut self,
         guest: &mut Guest,
@@ -72,27 +73,11 @@ impl Observer {
         done: impl Fn(&Observed) -> bool,
     ) -> Result<(Observed, bool), GuestError> {
         const POLL: Duration = Duration::from_millis(50);
-        let deadline = Instant::now() + timeout;
         let mut seen = Observed::default();
-        let mut reached_at: Option<Instant> = None;
-        loop {
-            let new = self.poll(guest)?;
-            let grew = !new.is_empty();
-            seen.extend(new);
-            let now = Instant::now();
-            if done(&seen) {
-                match reached_at {
-                    Some(at) if !grew && now.duration_since(at) >= quiet => {
-                        return Ok((seen, true))
-                    }
-                    Some(_) if !grew => {}
-                    _ => reached_at = Some(now),
-                }
-            }
-            if now >= deadline {
-                return Ok((seen, reached_at.is_some()));
-            }
-            std::thread::sleep(POLL.min(deadline.saturating_duration_since(now)));
-        }
+        let poll = || {
+            seen.extend(self.poll(guest)?);
+            Ok(seen.clone())
+        };
+        settle(timeout, quiet, POLL, poll, done)
     }
 }

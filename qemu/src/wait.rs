@@ -72,6 +72,39 @@ pub fn connect_until(path: &Path, deadline: &Deadline) -> io::Result<UnixStream>
     stream.ok_or_else(|| last.unwrap_or_else(|| io::ErrorKind::TimedOut.into()))
 }
 
+/// Polls until `done` holds for what `poll` returns and the value has then stayed unchanged for
+/// `quiet`, or until `timeout` passes. Returns the last value and whether `done` was reached.
+/// For output that arrives in bursts (a decoder printing several lines from a work queue after
+/// the event it decodes): it is complete once it stops changing.
+pub fn settle<T: PartialEq, E>(
+    timeout: Duration,
+    quiet: Duration,
+    interval: Duration,
+    mut poll: impl FnMut() -> Result<T, E>,
+    done: impl Fn(&T) -> bool,
+) -> Result<(T, bool), E> {
+    let deadline = Deadline::after(timeout);
+    let mut reached_at: Option<Instant> = None;
+    let mut last: Option<T> = None;
+    loop {
+        let got = poll()?;
+        let now = Instant::now();
+        let changed = last.as_ref() != Some(&got);
+        if done(&got) {
+            match reached_at {
+                Some(at) if !changed && now.duration_since(at) >= quiet => return Ok((got, true)),
+                Some(_) if !changed => {}
+                _ => reached_at = Some(now),
+            }
+        }
+        if deadline.expired() {
+            return Ok((got, reached_at.is_some()));
+        }
+        last = Some(got);
+        std::thread::sleep(interval.min(deadline.remaining()));
+    }
+}
+
 /// "1.234s": how elapsed times appear in error messages.
 pub fn seconds(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
@@ -80,6 +113,50 @@ pub fn seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settle_waits_for_quiet_after_done() {
+        // 1, 2, 3, 3, 3...: done at 2, but it still changes; settled once 3 has held for `quiet`.
+        let mut n = 0;
+        let (value, done) = settle(
+            Duration::from_secs(5),
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            || -> Result<u32, ()> {
+                n += 1;
+                Ok(n.min(3))
+            },
+            |v| *v >= 2,
+        )
+        .unwrap();
+        assert_eq!((value, done), (3, true));
+        assert!(n > 4, "it kept polling until quiet: {n} polls");
+    }
+
+    #[test]
+    fn settle_reports_not_done_at_the_deadline() {
+        let (value, done) = settle(
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+            || -> Result<u32, ()> { Ok(1) },
+            |v| *v >= 2,
+        )
+        .unwrap();
+        assert_eq!((value, done), (1, false));
+    }
+
+    #[test]
+    fn settle_stops_at_the_first_error() {
+        let result = settle(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+            || -> Result<u32, &str> { Err("gone") },
+            |_| true,
+        );
+        assert_eq!(result, Err("gone"));
+    }
 
     #[test]
     fn wait_until_returns_the_first_success() {

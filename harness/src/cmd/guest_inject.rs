@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rasdrill_inject::debugfs::{Debugfs, InjectionType};
-use rasdrill_inject::injector::Injector;
+use rasdrill_inject::preflight;
 use rasdrill_inject::{hmp, status, Action, MceRecord};
 
 use crate::cmd::inject::{records, InjectArgs, Via};
@@ -129,9 +129,7 @@ fn plan(
         }
         Via::Debugfs => {
             let debugfs = Debugfs::new(std::path::Path::new("/"), args.flags);
-            for r in records {
-                actions.extend(debugfs.describe(r)?);
-            }
+            actions.extend(preflight::describe_all(&debugfs, records)?);
         }
         Via::Edac => {
             return Err(Failure::bad_input(

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use rasdrill_inject::guard::Allow;
 use rasdrill_inject::record::Broadcast;
+use rasdrill_qemu::wait::settle;
 
 use super::plan::{self, Prepared};
 use super::Options;
@@ -256,7 +257,7 @@ fn execute(
         None => {
             // Quiet first, then stop (a collector may take its last output as it stops), then
             // the final output.
-            let settled = settle(&mut collectors, &mut place);
+            let settled = settle_all(&mut collectors, &mut place);
             let stopped = stop_all(&mut collectors, &mut place, false);
             let outputs = settled
                 .and(stopped)
@@ -417,30 +418,12 @@ fn wait(w: &Wait, collectors: &mut [Box<dyn Collector>], place: &mut Place) -> R
         .find(|c| c.name() == w.collector)
         .expect("validation checked that wait names a collector");
     let started = Instant::now();
-    let deadline = started + w.timeout;
-    let mut reached_at: Option<Instant> = None;
-    let mut last = Collected::default();
-    loop {
-        let got = collector
-            .collect(place.target())
-            .map_err(Trouble::collect)?;
-        let now = Instant::now();
-        let grew = got != last;
-        if satisfied(&w.until, &got) {
-            match reached_at {
-                Some(at) if !grew && now.duration_since(at) >= QUIET => return Ok(()),
-                Some(_) if !grew => {}
-                _ => reached_at = Some(now),
-            }
-        }
-        last = got;
-        if now >= deadline {
-            if reached_at.is_some() {
-                return Ok(());
-            }
-            return Err(timed_out(w, started.elapsed(), &last));
-        }
-        std::thread::sleep(POLL.min(deadline.saturating_duration_since(now)));
+    let poll = || collector.collect(place.target()).map_err(Trouble::collect);
+    let (last, reached) = settle(w.timeout, QUIET, POLL, poll, |got| satisfied(&w.until, got))?;
+    if reached {
+        Ok(())
+    } else {
+        Err(timed_out(w, started.elapsed(), &last))
     }
 }
 
@@ -473,27 +456,15 @@ fn timed_out(w: &Wait, waited: Duration, seen: &Collected) -> Trouble {
 
 /// After the last step: polls every collector until nothing changes for a moment (or
 /// [`SETTLE_MAX`]).
-fn settle(collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Result<(), Trouble> {
-    let deadline = Instant::now() + SETTLE_MAX;
-    let mut poll = |place: &mut Place| -> Result<Vec<Collected>, Trouble> {
+fn settle_all(collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Result<(), Trouble> {
+    let poll = || -> Result<Vec<Collected>, Trouble> {
         collectors
             .iter_mut()
             .map(|c| c.collect(place.target()).map_err(Trouble::collect))
             .collect()
     };
-    let mut last = poll(place)?;
-    let mut stable_since = Instant::now();
-    loop {
-        if stable_since.elapsed() >= QUIET || Instant::now() >= deadline {
-            return Ok(());
-        }
-        std::thread::sleep(POLL);
-        let now = poll(place)?;
-        if now != last {
-            last = now;
-            stable_since = Instant::now();
-        }
-    }
+    settle(SETTLE_MAX, QUIET, POLL, poll, |_| true)?;
+    Ok(())
 }
 
 /// Waits for the guest to panic; returns the console printed since the scenario started.
