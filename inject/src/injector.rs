@@ -94,6 +94,14 @@ pub enum InjectError {
         layers: String,
         path: PathBuf,
     },
+    /// The kernel keeps each fake_inject_<layer> value between injections: an unwritten layer
+    /// would report the position an earlier injection left there.
+    #[error("memory controller mc{mc} has layers {layers}: give a position for {missing} too (the kernel keeps the last value written to fake_inject_{missing})")]
+    MissingLayer {
+        mc: u32,
+        missing: String,
+        layers: String,
+    },
     #[error(
         "{what}: on this machine that can kill processes, offline memory or panic the kernel; \
          pass --allow-uncorrected to inject it anyway"

@@ -398,19 +398,33 @@ pub fn check_edac_fake(
             fix,
         });
     }
+    let layer_of = |name: &str| {
+        let layer = name.strip_prefix("fake_inject_")?;
+        (layer != "ue" && layer != "count").then(|| layer.to_string())
+    };
     for (layer, _) in req.layers() {
         if !dir.join(layer.file()).exists() {
-            let layers = names_in(&dir, |name| {
-                let layer = name.strip_prefix("fake_inject_")?;
-                (layer != "ue" && layer != "count").then(|| layer.to_string())
-            });
             return Err(InjectError::NoLayer {
                 mc: req.mc(),
                 layer: layer.name(),
-                layers,
+                layers: names_in(&dir, layer_of),
                 path: dir,
             });
         }
+    }
+    let given: Vec<&str> = req.layers().iter().map(|(l, _)| l.name()).collect();
+    let present = fs::read_dir(&dir).into_iter().flatten().flatten();
+    let mut missing: Vec<String> = present
+        .filter_map(|e| layer_of(&e.file_name().to_string_lossy()))
+        .filter(|l| !given.contains(&l.as_str()))
+        .collect();
+    missing.sort();
+    if let Some(missing) = missing.into_iter().next() {
+        return Err(InjectError::MissingLayer {
+            mc: req.mc(),
+            missing,
+            layers: names_in(&dir, layer_of),
+        });
     }
     check_writable(actions)
 }

@@ -116,7 +116,7 @@ fn fake_injection_writes_layers_then_triggers() {
 fn edac_validation_failures_change_nothing() {
     let fake = ["--via", "edac", "--fake-inject"];
     type Case<'a> = (&'a str, fn(&FakeMachine), Vec<&'a str>, &'a str);
-    let cases: [Case; 12] = [
+    let cases: [Case; 13] = [
         (
             "no such controller",
             |_| {},
@@ -170,6 +170,13 @@ fn edac_validation_failures_change_nothing() {
             |_| {},
             [&fake[..], &["--layer", "slot=1"]].concat(),
             "memory controller mc0 has no slot layer: its layers are channel, csrow",
+        ),
+        (
+            "a layer left to its last value",
+            |_| {},
+            [&fake[..], &["--layer", "csrow=1"]].concat(),
+            "memory controller mc0 has layers channel, csrow: give a position for channel too \
+             (the kernel keeps the last value written to fake_inject_channel)",
         ),
         (
             "debugfs not mounted",
