@@ -101,7 +101,7 @@ impl Debugfs {
 const NAME: &str = "mce-inject's debugfs interface";
 
 /// The first field of `r` that this interface cannot carry, with the reason.
-fn unsupported(r: &MceRecord) -> Option<(&'static str, &'static str)> {
+fn unsupported(r: &MceRecord, kind: InjectionType) -> Option<(&'static str, &'static str)> {
     let kernel = "the kernel fills it in itself";
     let legacy = "it is a mode of the legacy /dev/mcelog injector, which debugfs does not have";
     [
@@ -129,6 +129,11 @@ fn unsupported(r: &MceRecord) -> Option<(&'static str, &'static str)> {
         (r.broadcast != Broadcast::None, "the broadcast mode", legacy),
         (r.delivery != Delivery::Auto, "POLL/EXCP", legacy),
         (r.context != Context::Random, "IN_IRQ/IN_PROC", legacy),
+        (
+            r.ipid != 0 && kind != InjectionType::Sw,
+            "IPID",
+            "the kernel keeps a written IPID only with flags sw; hw/df/th use the bank's own IPID register",
+        ),
     ]
     .into_iter()
     .find(|(set, _, _)| *set)
@@ -139,7 +144,7 @@ impl Injector for Debugfs {
     type Request = MceRecord;
 
     fn describe(&self, r: &MceRecord) -> Result<Vec<Action>, InjectError> {
-        if let Some((field, why)) = unsupported(r) {
+        if let Some((field, why)) = unsupported(r, self.kind) {
             return Err(InjectError::Unsupported {
                 injector: NAME,
                 field,
@@ -171,7 +176,7 @@ mod tests {
 
     #[test]
     fn describes_every_field_with_bank_last() {
-        let inj = Debugfs::new(Path::new("/"), InjectionType::Hw);
+        let inj = Debugfs::new(Path::new("/"), InjectionType::Sw);
         let r = MceRecord {
             cpu: 2,
             bank: 4,
@@ -183,7 +188,7 @@ mod tests {
             ..Default::default()
         };
         insta::assert_snapshot!(lines(&inj.describe(&r).unwrap()), @r"
-        write /sys/kernel/debug/mce-inject/flags hw
+        write /sys/kernel/debug/mce-inject/flags sw
         write /sys/kernel/debug/mce-inject/cpu 2
         write /sys/kernel/debug/mce-inject/status 0x9c7d410092080813
         write /sys/kernel/debug/mce-inject/addr 0x12345000
@@ -222,6 +227,26 @@ mod tests {
             actions[3].to_string(),
             "write /tmp/tree/sys/kernel/debug/mce-inject/addr 0x0"
         );
+    }
+
+    #[test]
+    fn refuses_an_ipid_the_kernel_would_drop() {
+        let r = MceRecord {
+            status: 1 << 63,
+            ipid: 0xb000000000,
+            ..Default::default()
+        };
+        for kind in [InjectionType::Hw, InjectionType::Df, InjectionType::Th] {
+            let err = Debugfs::new(Path::new("/"), kind).describe(&r).unwrap_err();
+            assert!(err.to_string().contains("IPID"), "{kind}: {err}");
+            assert!(
+                err.to_string().contains("only with flags sw"),
+                "{kind}: {err}"
+            );
+        }
+        assert!(Debugfs::new(Path::new("/"), InjectionType::Sw)
+            .describe(&r)
+            .is_ok());
     }
 
     #[test]

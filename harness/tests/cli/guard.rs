@@ -132,6 +132,8 @@ fn edac_uncorrected_requests_are_guarded_too() {
         "--fake-inject",
         "--layer",
         "csrow=1",
+        "--layer",
+        "channel=0",
         "--ue",
     ];
     refused(
