@@ -2,19 +2,11 @@
 
 use predicates::prelude::*;
 
-use crate::support::rasdrill;
+use crate::support::{rasdrill, stdout_of};
 
 /// Help text, wrapped at a fixed width (clap reads COLUMNS when stdout is not a terminal).
 fn help(args: &[&str]) -> String {
-    let out = rasdrill()
-        .args(args)
-        .env("COLUMNS", "100")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    String::from_utf8(out).unwrap()
+    stdout_of(rasdrill().args(args).env("COLUMNS", "100"))
 }
 
 #[test]

@@ -4,17 +4,10 @@ use std::fs;
 
 use predicates::prelude::*;
 
-use crate::support::rasdrill;
+use crate::support::{self, rasdrill};
 
 fn stdout_of(args: &[&str]) -> String {
-    let out = rasdrill()
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    String::from_utf8(out).unwrap()
+    support::stdout_of(rasdrill().args(args))
 }
 
 #[test]

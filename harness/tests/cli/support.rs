@@ -243,6 +243,11 @@ pub fn rasdrill() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("rasdrill").unwrap()
 }
 
+/// Runs a command that must succeed; its standard output.
+pub fn stdout_of(cmd: &mut assert_cmd::Command) -> String {
+    text(&cmd.assert().success().get_output().stdout)
+}
+
 /// A spawned rasdrill; killed and reaped if the test ends before it does.
 pub struct Running {
     child: Option<Child>,
