@@ -8,7 +8,6 @@ pub mod golden;
 pub mod guest;
 pub mod local;
 pub mod normalize;
-pub mod observe;
 pub mod profile;
 pub mod report;
 pub mod run;

@@ -7,15 +7,15 @@ use rasdrill_inject::preflight;
 use rasdrill_inject::{hmp, status, Action, MceRecord};
 
 use crate::cmd::inject::{records, InjectArgs, Via};
-use crate::collect;
+use crate::collect::kmsg::Kmsg;
+use crate::collect::trace::Trace;
+use crate::collect::{CollectError, Collected, Collector, POLL, QUIET};
 use crate::exit::{Code, Failure};
 use crate::guest::{Guest, GuestError, GuestSpec, REQUEST_TIMEOUT};
-use crate::observe::{Observed, Observer};
 use crate::profile::Profile;
 use crate::scenario::GUEST_BANKS;
-
-/// After the last expected event, the decoder may still be printing: wait this long for quiet.
-const QUIET: Duration = Duration::from_millis(300);
+use crate::target::TargetError;
+use rasdrill_qemu::wait::settle;
 
 pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> {
     if args.root != std::path::Path::new("/") {
@@ -41,7 +41,7 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
             guest.shutdown();
             print_observed(&observed);
             let expected = records.len();
-            let got = mce_records(&observed);
+            let got = observed.trace.records;
             if args.expect_panic {
                 return Err(Failure::new(
                     Code::Failed,
@@ -140,12 +140,23 @@ fn plan(
     Ok(actions)
 }
 
+/// What the guest's decoders said after the injection.
+struct Observed {
+    kmsg: Collected,
+    trace: Collected,
+}
+
+/// Starts the kmsg and trace collectors (cursors at "now"), injects, then waits until the trace
+/// holds one `mce_record` per record and the output has stopped changing, or the timeout.
 fn inject_and_observe(
     guest: &mut Guest,
     args: &InjectArgs,
     records: &[MceRecord],
 ) -> Result<Observed, GuestError> {
-    let mut observer = Observer::start(guest)?;
+    let mut kmsg = Kmsg::new(None).map_err(guest_error)?;
+    let mut trace = Trace::new(&["mce/mce_record".to_string()]);
+    kmsg.start(guest).map_err(guest_error)?;
+    trace.start(guest).map_err(guest_error)?;
     for r in records {
         match args.via {
             Via::Qemu => {
@@ -166,28 +177,42 @@ fn inject_and_observe(
         }
     }
     let expected = records.len();
+    let poll = || -> Result<(Collected, Collected), CollectError> {
+        Ok((kmsg.collect(guest)?, trace.collect(guest)?))
+    };
     let timeout = Duration::from_secs_f64(args.timeout);
-    let (observed, _) =
-        observer.wait(guest, timeout, QUIET, |seen| mce_records(seen) >= expected)?;
-    Ok(observed)
+    let ((kmsg, trace), _) = settle(timeout, QUIET, POLL, poll, |(_, trace)| {
+        trace.records >= expected
+    })
+    .map_err(guest_error)?;
+    Ok(Observed { kmsg, trace })
 }
 
-/// How many `mce_record` trace events were seen: one per record the kernel logged.
-fn mce_records(observed: &Observed) -> usize {
-    observed
-        .trace
-        .iter()
-        .filter(|e| e.event == "mce_record")
-        .count()
+/// The guest's own failure under a collector's (a panic, a dead or silent guest), so that the
+/// caller can report a panic as one.
+fn guest_error(e: CollectError) -> GuestError {
+    match e {
+        CollectError::Target { source, .. } => match *source {
+            TargetError::Guest(g) => g,
+            other => GuestError::Refused {
+                what: "reading the guest's output".into(),
+                message: other.to_string(),
+            },
+        },
+        other => GuestError::Refused {
+            what: "reading the guest's output".into(),
+            message: other.to_string(),
+        },
+    }
 }
 
 fn print_observed(observed: &Observed) {
     println!("== kernel log ==");
-    for r in &observed.kmsg {
-        println!("{}", collect::kmsg::line(r));
+    for line in &observed.kmsg.lines {
+        println!("{line}");
     }
     println!("== trace ==");
-    for e in &observed.trace {
-        println!("{}", collect::trace::line(e));
+    for line in &observed.trace.lines {
+        println!("{line}");
     }
 }

@@ -22,11 +22,18 @@ pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::agent::config::SetupStep;
 use crate::guest::ExtraFile;
 use crate::scenario::{self, CollectorKind};
 use crate::target::{Target, TargetError};
+
+/// How often collectors are polled while waiting.
+pub const POLL: Duration = Duration::from_millis(100);
+/// Once what a wait asks for has been seen, output must stop growing for this long: a decoder
+/// prints several lines, from a work queue, after the trace event.
+pub const QUIET: Duration = Duration::from_millis(400);
 
 /// What a collector gathered since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

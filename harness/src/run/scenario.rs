@@ -8,7 +8,7 @@ use rasdrill_qemu::wait::settle;
 
 use super::plan::{self, Prepared};
 use super::Options;
-use crate::collect::{CollectError, Collected, Collector, Context};
+use crate::collect::{CollectError, Collected, Collector, Context, POLL, QUIET};
 use crate::golden::{self, Header};
 use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
 use crate::local::{self, LocalInjectError, LocalTarget};
@@ -17,11 +17,6 @@ use crate::report::{self, Event, FailureKind, GoldenResult, ScenarioResult, Sink
 use crate::scenario::{ExpectPanic, Inject, Scenario, StepKind, Wait, WaitFor};
 use crate::target::{Target, TargetError};
 
-/// How often collectors are polled while waiting.
-const POLL: Duration = Duration::from_millis(100);
-/// Once a wait is satisfied, or the steps are done, output must stop growing for this long:
-/// a decoder prints several lines, from a work queue, after the trace event.
-const QUIET: Duration = Duration::from_millis(400);
 /// The longest the output may keep growing after the last step.
 const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// How many lines a failed wait quotes.
