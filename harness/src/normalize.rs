@@ -340,8 +340,8 @@ mod tests {
         );
     }
 
-    /// What the collectors see (reference/kernel-interfaces.md section 8): every decoded value and
-    /// word survives, only the noise goes.
+    /// What the collectors see (docs/kernel-interfaces.md, "Kernel log (dmesg)" and "Tracefs and
+    /// the RAS tracepoints"): every decoded value and word survives, only the noise goes.
     const KMSG_AMD: &str = "\
 [   31.402817] mce: [Hardware Error]: Machine check events logged
 [   31.403112] [Hardware Error]: Corrected error, no action required.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{Severity, Vendor};
 
 /// How mce-inject (the language and the legacy interface) delivers a record.
-/// Reset for every record; see reference/kernel-interfaces.md section 3.
+/// Reset for every record; see docs/kernel-interfaces.md, "The mce-inject input language".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Broadcast {
     /// Not said: mce-inject's default (an uncorrected record is broadcast, others are not).

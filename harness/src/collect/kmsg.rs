@@ -149,7 +149,8 @@ mod tests {
         }
     }
 
-    /// Lines an amd-f15h guest printed for a QEMU-injected CE (reference section 8), plus noise.
+    /// Lines an amd-f15h guest printed for a QEMU-injected CE, plus noise
+    /// (docs/kernel-interfaces.md, "Kernel log (dmesg)").
     const F15H_CE: &[&str] = &[
         "mce: [Hardware Error]: Machine check events logged",
         "[Hardware Error]: Corrected error, no action required.",

@@ -23,7 +23,7 @@ use crate::guest::{AccelChoice, GuestSpec};
 use crate::report::FailureKind;
 use crate::scenario::{Machine, Scenario};
 
-/// Where `fake_panic` lives (reference section 1).
+/// Where `fake_panic` lives (docs/kernel-interfaces.md, "mce-inject debugfs").
 pub const FAKE_PANIC: &str = "/sys/kernel/debug/mce/fake_panic";
 
 /// A scenario that could not be prepared: it fails without running.

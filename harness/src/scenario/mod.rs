@@ -37,7 +37,8 @@ pub use yaml::Loc;
 /// Where `rasdrill run` looks when given no path.
 pub const DEFAULT_DIR: &str = "scenarios";
 
-/// Every QEMU x86 CPU model has 10 MCA banks (MCG_CAP[7:0] = 10; reference/guest-facts.md).
+/// Every QEMU x86 CPU model has 10 MCA banks (MCG_CAP[7:0] = 10; docs/kernel-interfaces.md,
+/// "Guest CPU models and decoders").
 pub const GUEST_BANKS: u32 = 10;
 
 /// The kernel keeps at most 32 banks per CPU (MAX_NR_BANKS): no bank number above is real.
@@ -195,7 +196,7 @@ impl Inject {
     }
 }
 
-/// An EDAC injection request (reference/kernel-interfaces.md section 5), range-checked.
+/// An EDAC injection request (docs/kernel-interfaces.md, "EDAC"), range-checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EdacRequest {
     /// amd64_edac's `inject_*` files, then a DRAM read or write.

@@ -8,7 +8,8 @@ use rasdrill_inject::status::{ADDRV, EN, MISCV, UC, VAL};
 
 use super::*;
 
-/// The family 15h DRAM ECC example from reference/kernel-interfaces.md, through QEMU.
+/// The family 15h DRAM ECC example (docs/kernel-interfaces.md, "Kernel log (dmesg)"), through
+/// QEMU.
 const AMD_DRAM_CE: &str = r#"
 name: amd-f15h-dram-ce
 description: A corrected DRAM ECC error on bank 4, decoded by edac_mce_amd

@@ -24,7 +24,7 @@ const STDERR: &str = "/var/log/rasdrill/rasdaemon.stderr";
 /// this only bounds a failing wait.
 const RECORD_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A corrected DRAM ECC error in bank 4 (reference/kernel-interfaces.md, section 8).
+/// A corrected DRAM ECC error in bank 4 (docs/kernel-interfaces.md, "Kernel log (dmesg)").
 fn dram_ce() -> MceRecord {
     MceRecord {
         cpu: 0,

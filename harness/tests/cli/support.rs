@@ -1,5 +1,6 @@
-//! Shared helpers: directory trees that reproduce the kernel's files (reference/kernel-interfaces.md,
-//! sections 1 and 5), FIFOs that show the order of writes, and a way to run `rasdrill` on them.
+//! Shared helpers: directory trees that reproduce the kernel's files (docs/kernel-interfaces.md,
+//! "mce-inject debugfs" and "EDAC"), FIFOs that show the order of writes, and a way to run
+//! `rasdrill` on them.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -21,7 +22,7 @@ pub const EDAC_MC0: &str = "sys/devices/system/edac/mc/mc0";
 pub const EDAC_DEBUGFS_MC0: &str = "sys/kernel/debug/edac/mc0";
 pub const LOCK: &str = "run/lock/rasdrill.lock";
 /// The order the kernel needs mce-inject's files written in: `bank` last, because it triggers
-/// (reference/kernel-interfaces.md, section 1).
+/// (docs/kernel-interfaces.md, "mce-inject debugfs").
 pub const MCE_INJECT_ORDER: [&str; 8] = [
     "flags", "cpu", "status", "addr", "misc", "synd", "ipid", "bank",
 ];

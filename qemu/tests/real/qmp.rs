@@ -51,7 +51,8 @@ fn greeting_status_and_hmp_text() {
     assert_eq!(status["running"], false);
     let text = qmp.human_monitor_command("info version").unwrap();
     assert!(text.starts_with(&version), "{text:?} vs greeting {version}");
-    // HMP errors come back as text in a successful reply (reference/kernel-interfaces.md 4).
+    // HMP errors come back as text in a successful reply (docs/kernel-interfaces.md, "QEMU's mce
+    // monitor command and QMP").
     let text = qmp
         .human_monitor_command("mce 0 12 0x9000000000000000 0 0 0")
         .unwrap();
