@@ -1,0 +1,175 @@
+//! `target` and `machine`: where the scenario runs, and the guest's CPU, size and kernel.
+
+use super::*;
+
+const MACHINE_KEYS: &[&str] = &["profile", "cpu_model", "vcpus", "memory_mib", "kernel"];
+const KERNEL_KEYS: &[&str] = &["path", "modules"];
+const LOCAL_KEYS: &[&str] = &["root"];
+
+pub(super) fn target(
+    node: &Node,
+    dir: &Path,
+    p: &mut Problems,
+) -> Option<(TargetKind, Option<PathBuf>)> {
+    let (tag, _, settings) = tagged(node, "target", &["guest", "local"], p)?;
+    let settings = settings.filter(|s| s.value != Value::Null);
+    if tag == "guest" {
+        if let Some(s) = settings {
+            p.add(
+                s.loc,
+                "target.guest",
+                "takes no settings: the guest is described under `machine`",
+            );
+            return None;
+        }
+        return Some((TargetKind::Guest, None));
+    }
+    let Some(s) = settings else {
+        return Some((TargetKind::Local, None));
+    };
+    let mut f = Fields::new(s, "target.local", LOCAL_KEYS, p)?;
+    let root = match f.take("root") {
+        Some(n) => Some(existing_path(n, "target.local.root", dir, true, p)?),
+        None => None,
+    };
+    f.finish(p);
+    Some((TargetKind::Local, root))
+}
+
+pub(super) fn machine(node: &Node, dir: &Path, p: &mut Problems) -> Option<Machine> {
+    let mut f = Fields::new(node, "machine", MACHINE_KEYS, p)?;
+    let mut ok = true;
+    let profile = match (f.take("profile"), f.has("cpu_model")) {
+        (Some(n), true) => {
+            p.add(
+                n.loc,
+                "machine",
+                "give either `profile` or `cpu_model`, not both",
+            );
+            ok = false;
+            None
+        }
+        (Some(n), false) => {
+            let choices: Vec<(&str, &'static Profile)> =
+                PROFILES.iter().map(|p| (p.name, p)).collect();
+            let found = one_of(n, "machine.profile", &choices, p);
+            ok &= found.is_some();
+            found
+        }
+        (None, _) => None,
+    };
+    let cpu_model = match (profile, f.take("cpu_model")) {
+        (Some(profile), _) => Some(profile.cpu_model.to_string()),
+        (None, Some(n)) => cpu_model(n, p),
+        (None, None) if ok => {
+            p.add(
+                f.loc(),
+                "machine",
+                format!(
+                    "missing `profile` ({}) or `cpu_model` (QEMU's -cpu value)",
+                    profile_names()
+                ),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let vcpus = match f.take("vcpus") {
+        Some(n) => number_in(n, "machine.vcpus", 1, 64, p).map(|v| v as u32),
+        None => Some(profile.map_or(2, |p| p.vcpus)),
+    };
+    let memory_mib = match f.take("memory_mib") {
+        Some(n) => number_in(n, "machine.memory_mib", 128, 65536, p).map(|v| v as u32),
+        None => Some(profile.map_or(256, |p| p.memory_mib)),
+    };
+    let kernel = match f.take("kernel") {
+        Some(n) => kernel(n, dir, p).map(Some),
+        None => Some(None),
+    };
+    f.finish(p);
+    let cpu_model = cpu_model?;
+    Some(Machine {
+        profile,
+        vendor: vendor_of(&cpu_model),
+        cpu_model,
+        vcpus: vcpus?,
+        memory_mib: memory_mib?,
+        kernel: kernel?,
+    })
+}
+
+fn cpu_model(node: &Node, p: &mut Problems) -> Option<String> {
+    let s = string(node, "machine.cpu_model", p)?;
+    if s.is_empty() || s.contains(char::is_whitespace) || s == "host" || s.starts_with("host,") {
+        p.add(
+            node.loc,
+            "machine.cpu_model",
+            format!(
+                "`{s}` is not a pinned QEMU CPU model: give a named model without spaces, e.g. \
+                 `EPYC,-hypervisor,family=21,model=2` (`host` would let the host pick the decoder)"
+            ),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// The vendor of a QEMU CPU model, as far as its name tells. QEMU's generic `qemu64`/`kvm64`
+/// models present AuthenticAMD.
+fn vendor_of(cpu_model: &str) -> Vendor {
+    let m = cpu_model.to_ascii_lowercase();
+    if m.contains("vendor=genuineintel") {
+        return Vendor::Intel;
+    }
+    if m.contains("vendor=authenticamd") {
+        return Vendor::Amd;
+    }
+    let name = m.split(',').next().unwrap_or("");
+    const AMD: &[&str] = &[
+        "epyc", "opteron", "phenom", "athlon", "qemu64", "kvm64", "dhyana",
+    ];
+    const INTEL: &[&str] = &[
+        "skylake",
+        "cascadelake",
+        "cooperlake",
+        "icelake",
+        "sapphirerapids",
+        "broadwell",
+        "haswell",
+        "ivybridge",
+        "sandybridge",
+        "westmere",
+        "nehalem",
+        "penryn",
+        "conroe",
+        "core2duo",
+        "coreduo",
+        "snowridge",
+        "denverton",
+        "qemu32",
+        "kvm32",
+    ];
+    if AMD.iter().any(|a| name.starts_with(a)) {
+        Vendor::Amd
+    } else if INTEL.iter().any(|i| name.starts_with(i)) {
+        Vendor::Intel
+    } else {
+        Vendor::Unknown
+    }
+}
+
+fn kernel(node: &Node, dir: &Path, p: &mut Problems) -> Option<KernelOverride> {
+    let mut f = Fields::new(node, "machine.kernel", KERNEL_KEYS, p)?;
+    let path = f
+        .require("path", "a bzImage or vmlinux", p)
+        .and_then(|n| existing_path(n, "machine.kernel.path", dir, false, p));
+    let modules = match f.take("modules") {
+        Some(n) => existing_path(n, "machine.kernel.modules", dir, true, p).map(Some),
+        None => Some(None),
+    };
+    f.finish(p);
+    Some(KernelOverride {
+        path: path?,
+        modules: modules?,
+    })
+}
