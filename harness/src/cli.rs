@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::cmd::bench::{self, BenchCommand};
+use crate::cmd::diff::{self as diff_cmd, DiffArgs};
 use crate::cmd::inject::{self, InjectArgs};
 use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
@@ -13,6 +14,7 @@ use crate::exit::{self, Failure};
 const AFTER_HELP: &str = "\
 Examples:
   rasdrill run
+  rasdrill diff before.json after.json --html diff.html
   rasdrill records explain 0x9c7d410092080813
   rasdrill records dump errors.mce
   rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run
@@ -37,6 +39,9 @@ pub enum Command {
     /// Run scenarios (default: scenarios/) and compare what the decoders said with golden files
     #[command(after_help = run_cmd::EXAMPLES)]
     Run(Box<RunArgs>),
+    /// Compare two runs' JSON reports: which decoded lines moved, per scenario and collector
+    #[command(after_help = diff_cmd::EXAMPLES)]
+    Diff(DiffArgs),
     /// Explain and print machine-check records
     #[command(subcommand)]
     Records(RecordsCommand),
@@ -68,6 +73,7 @@ pub fn run() -> Result<(), Failure> {
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Run(args) => run_cmd::run(*args),
+        Command::Diff(args) => diff_cmd::run(args),
         Command::Records(cmd) => records::run(cmd),
         Command::Inject(args) => inject::run(*args),
         Command::Kernel(cmd) => kernel::run(cmd),

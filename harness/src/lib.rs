@@ -3,6 +3,7 @@ pub mod agent;
 pub mod cli;
 pub mod cmd;
 pub mod collect;
+pub mod diff;
 pub mod exit;
 pub mod golden;
 pub mod guest;

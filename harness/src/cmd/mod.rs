@@ -1,6 +1,7 @@
 //! One module per `rasdrill` command: its arguments (clap) and what it does.
 
 pub mod bench;
+pub mod diff;
 pub mod guest_inject;
 pub mod inject;
 pub mod kernel;

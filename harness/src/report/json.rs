@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Outcome, RunReport, ScenarioResult};
+use super::{GoldenResult, Outcome, RunReport, ScenarioResult};
 use crate::golden::Verdict;
 
 #[derive(Serialize)]
@@ -49,6 +49,10 @@ struct Golden<'a> {
     golden: Option<String>,
     new: Option<String>,
     diff: Option<&'a str>,
+    /// The guest kernel's release the output came from.
+    kernel: &'a str,
+    /// The collector's normalised output: what was compared with the golden file.
+    output: &'a str,
 }
 
 pub(super) fn render(report: &RunReport) -> serde_json::Value {
@@ -80,17 +84,13 @@ fn scenario(r: &ScenarioResult) -> Scenario<'_> {
             message: &f.message,
             details: f.details.as_deref(),
         }),
-        goldens: r
-            .goldens
-            .iter()
-            .map(|g| golden(&g.collector, &g.verdict))
-            .collect(),
+        goldens: r.goldens.iter().map(golden).collect(),
     }
 }
 
-fn golden<'a>(collector: &'a str, verdict: &'a Verdict) -> Golden<'a> {
+fn golden(g: &GoldenResult) -> Golden<'_> {
     let path = |p: &std::path::Path| p.display().to_string();
-    let (name, golden, new, diff) = match verdict {
+    let (name, golden, new, diff) = match &g.verdict {
         Verdict::Matched => ("matched", None, None, None),
         Verdict::Mismatch { golden, new, diff } => (
             "mismatch",
@@ -109,10 +109,12 @@ fn golden<'a>(collector: &'a str, verdict: &'a Verdict) -> Golden<'a> {
         }
     };
     Golden {
-        collector,
+        collector: &g.collector,
         verdict: name,
         golden,
         new,
         diff,
+        kernel: &g.kernel,
+        output: &g.output,
     }
 }

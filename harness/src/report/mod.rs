@@ -59,6 +59,10 @@ pub enum FailureKind {
 pub struct GoldenResult {
     pub collector: String,
     pub verdict: Verdict,
+    /// What the collector said, normalised: what was compared (`rasdrill diff` compares runs by it).
+    pub output: String,
+    /// The guest kernel's release (`uname -r`), or what stood in for it on a local target.
+    pub kernel: String,
 }
 
 /// A scenario's result in one word.

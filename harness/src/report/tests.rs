@@ -23,6 +23,8 @@ fn matched(collector: &str) -> GoldenResult {
     GoldenResult {
         collector: collector.into(),
         verdict: Verdict::Matched,
+        output: format!("what {collector} said"),
+        kernel: "6.1.0-56-amd64".into(),
     }
 }
 
@@ -46,6 +48,8 @@ fn sample() -> RunReport {
                             new: Some("golden/amd-ce__kmsg.snap.new".into()),
                             diff: DIFF.into(),
                         },
+                        output: "MC4 Error (node 1): <DRAM> & \"ECC\"".into(),
+                        kernel: "6.1.0-56-amd64".into(),
                     },
                 ],
             ),
@@ -100,6 +104,8 @@ fn the_worst_outcome_decides_the_exit_code() {
             golden: "g".into(),
             new: None,
         },
+        output: String::new(),
+        kernel: String::new(),
     };
     assert_eq!(
         result("x", None, vec![missing]).outcome(),

@@ -287,6 +287,8 @@ fn execute(
                 goldens.push(GoldenResult {
                     collector: name,
                     verdict,
+                    output: content,
+                    kernel: kernel.clone(),
                 });
             }
             Err(e) => {

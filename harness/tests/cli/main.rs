@@ -1,6 +1,7 @@
 //! The `rasdrill` command line, run as a user runs it, against directory trees that reproduce
 //! the kernel's files. One test binary (one link step), a module per area.
 
+mod diff;
 mod guard;
 mod guest;
 mod help;

@@ -261,17 +261,27 @@ pub struct Finished {
 }
 
 impl Running {
+    /// Any spawned process (stdout and stderr piped).
+    pub fn new(child: Child) -> Running {
+        Running { child: Some(child) }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
     /// Waits for the exit, with the deadline (past it, drop kills and reaps the process).
-    pub fn finish(mut self) -> Finished {
+    pub fn finish(self) -> Finished {
+        self.finish_within(DEADLINE)
+    }
+
+    /// Waits for the exit for at most `limit` (past it, drop kills and reaps the process).
+    pub fn finish_within(mut self, limit: Duration) -> Finished {
         let child = self.child.as_mut().unwrap();
-        let status = wait_until(&Deadline::after(DEADLINE), Duration::from_millis(5), || {
+        let status = wait_until(&Deadline::after(limit), Duration::from_millis(5), || {
             child.try_wait().unwrap()
         })
-        .unwrap_or_else(|| panic!("rasdrill did not exit within {DEADLINE:?}"));
+        .unwrap_or_else(|| panic!("the process did not exit within {limit:?}"));
         let mut stdout = String::new();
         let mut stderr = String::new();
         child
