@@ -2,8 +2,11 @@ use std::path::Path;
 
 use super::*;
 
+/// A scenario: its name, its failure if any, and (collector, output) pairs.
+type Scenario<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
+
 /// A JSON report as `rasdrill run --json` writes it, cut to what a diff reads.
-fn report(scenarios: &[(&str, Option<&str>, &[(&str, &str)])], kernel: &str) -> String {
+fn report(scenarios: &[Scenario], kernel: &str) -> String {
     let scenarios: Vec<serde_json::Value> = scenarios
         .iter()
         .map(|(name, failure, goldens)| {
