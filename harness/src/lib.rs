@@ -9,6 +9,7 @@ pub mod golden;
 pub mod guest;
 pub mod local;
 pub mod normalize;
+pub mod oracle;
 pub mod profile;
 pub mod report;
 pub mod run;
