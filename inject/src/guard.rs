@@ -46,31 +46,64 @@ pub fn check(records: &[MceRecord], vendor: Vendor, allow: Allow) -> Result<(), 
     Ok(())
 }
 
+/// How much an error of a source other than machine checks can harm the machine it hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Harm {
+    /// Corrected, or nothing injected at all (e.g. an unpoison).
+    None,
+    /// Uncorrected, or memory taken away from the machine: needs `--allow-uncorrected`.
+    Uncorrected,
+    /// Fatal, or of unknown effect: needs `--allow-fatal`.
+    Fatal,
+}
+
+/// Refuses a request whose harm was not allowed; `what` names it in the refusal.
+pub fn check_harm(
+    harm: Harm,
+    allow: Allow,
+    what: impl FnOnce() -> String,
+) -> Result<(), InjectError> {
+    let needs = match harm {
+        Harm::None => None,
+        Harm::Uncorrected => (!allow.allows_uncorrected()).then_some("--allow-uncorrected"),
+        Harm::Fatal => (!allow.fatal).then_some("--allow-fatal"),
+    };
+    match needs {
+        Some(needs) => Err(InjectError::RefusedSource {
+            what: what(),
+            needs,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// amd64_edac flips the `ecc_vector` bits of a DRAM word: one bit is correctable, more may not be.
 pub fn check_amd_ecc(req: &EccInjection, allow: Allow) -> Result<(), InjectError> {
     let bits = req.ecc_vector().count_ones();
-    if bits > 1 && !allow.allows_uncorrected() {
-        return Err(InjectError::RefusedEdac {
-            what: format!(
-                "ECC vector {:#x} flips {bits} bits, which may be uncorrectable",
-                req.ecc_vector()
-            ),
-        });
-    }
-    Ok(())
+    let harm = if bits > 1 {
+        Harm::Uncorrected
+    } else {
+        Harm::None
+    };
+    check_harm(harm, allow, || {
+        format!(
+            "ECC vector {:#x} flips {bits} bits, which may be uncorrectable",
+            req.ecc_vector()
+        )
+    })
 }
 
 /// The EDAC core reports a fake uncorrected error like a real one: with `edac_mc_panic_on_ue` set
 /// the kernel panics.
 pub fn check_edac_fake(req: &FakeInjection, allow: Allow) -> Result<(), InjectError> {
-    if req.uncorrected() && !allow.allows_uncorrected() {
-        return Err(InjectError::RefusedEdac {
-            what:
-                "a fake uncorrected EDAC error (EDAC panics on it when edac_mc_panic_on_ue is set)"
-                    .into(),
-        });
-    }
-    Ok(())
+    let harm = if req.uncorrected() {
+        Harm::Uncorrected
+    } else {
+        Harm::None
+    };
+    check_harm(harm, allow, || {
+        "a fake uncorrected EDAC error (EDAC panics on it when edac_mc_panic_on_ue is set)".into()
+    })
 }
 
 #[cfg(test)]
@@ -188,5 +221,45 @@ mod tests {
         let ue = FakeInjection::new(0, &[(Layer::Csrow, 0)], true, 1).unwrap();
         assert!(check_edac_fake(&ue, Allow::default()).is_err());
         check_edac_fake(&ue, allow).unwrap();
+    }
+
+    #[test]
+    fn harm_of_other_sources() {
+        let what = || "a fatal EINJ error".to_string();
+        check_harm(Harm::None, Allow::default(), what).unwrap();
+        let e = check_harm(
+            Harm::Fatal,
+            Allow {
+                uncorrected: true,
+                fatal: false,
+            },
+            what,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "a fatal EINJ error: on this machine that can kill processes, offline memory or panic \
+             the kernel; pass --allow-fatal to inject it anyway"
+        );
+        check_harm(
+            Harm::Fatal,
+            Allow {
+                uncorrected: false,
+                fatal: true,
+            },
+            what,
+        )
+        .unwrap();
+        assert!(check_harm(Harm::Uncorrected, Allow::default(), what).is_err());
+        check_harm(
+            Harm::Uncorrected,
+            Allow {
+                uncorrected: false,
+                fatal: true,
+            },
+            what,
+        )
+        .unwrap();
     }
 }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use crate::action::Action;
+use crate::hwpoison::{self, Advice, ChildEnd};
 use crate::status::Severity;
 
 /// An injector turns a request (an MCE record, an EDAC request) into the actions that deliver it.
@@ -102,11 +103,19 @@ pub enum InjectError {
         missing: String,
         layers: String,
     },
+    /// A request of another source (EDAC, EINJ, hwpoison, AER) that the guard refuses.
     #[error(
         "{what}: on this machine that can kill processes, offline memory or panic the kernel; \
-         pass --allow-uncorrected to inject it anyway"
+         pass {needs} to inject it anyway"
     )]
-    RefusedEdac { what: String },
+    RefusedSource { what: String, needs: &'static str },
+    /// A value the kernel interface would refuse or misread, found before anything is written.
+    #[error("{field} {value}: {why}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
     /// An error about one of several records.
     #[error("record {index}: {source}")]
     InRecord {
@@ -143,41 +152,88 @@ pub enum PerformError {
         #[source]
         source: io::Error,
     },
+    #[error("madvise {advice} failed after {done} of {total} actions: {source}")]
+    Madvise {
+        advice: Advice,
+        done: usize,
+        total: usize,
+        #[source]
+        source: io::Error,
+    },
     #[error("`{0}` is a QEMU monitor action: the guest runner delivers those, not this machine")]
     NotLocal(String),
 }
 
-/// Performs the `Write` actions of a validated plan, in order, and stops at the first failure.
+/// What an action reported besides having been done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// How the child process of a [`Action::Madvise`] ended.
+    Madvise { advice: Advice, end: ChildEnd },
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Madvise { advice, end } => {
+                write!(f, "the child that called madvise {advice} {end}")
+            }
+        }
+    }
+}
+
+/// Performs the actions of a validated plan, in order, and stops at the first failure.
 ///
 /// Each value is written followed by a newline, in one write(2), as `echo` does: the kernel
 /// parses each write on its own, and mce-inject's `flags` drops the last byte it receives.
-/// The file is opened without O_CREAT: a missing kernel file is an error, never a new file.
-/// A `Monitor` action anywhere in the plan refuses the whole plan before anything is written.
-pub fn perform(actions: &[Action]) -> Result<(), PerformError> {
+/// A binary structure is written as it is, in one write(2). Files are opened without O_CREAT:
+/// a missing kernel file is an error, never a new file. A `Monitor` action anywhere in the plan
+/// refuses the whole plan before anything is written.
+pub fn perform(actions: &[Action]) -> Result<Vec<Outcome>, PerformError> {
     if let Some(Action::Monitor { line }) =
         actions.iter().find(|a| matches!(a, Action::Monitor { .. }))
     {
         return Err(PerformError::NotLocal(line.clone()));
     }
+    let total = actions.len();
+    let mut outcomes = Vec::new();
     for (done, action) in actions.iter().enumerate() {
-        let Action::Write { path, value } = action else {
-            unreachable!("checked above")
-        };
-        write_once(path, value).map_err(|source| PerformError::Write {
+        let failed = |path: &PathBuf, value: String, source| PerformError::Write {
             path: path.clone(),
-            value: value.clone(),
+            value,
             done,
-            total: actions.len(),
+            total,
             source,
-        })?;
+        };
+        match action {
+            Action::Write { path, value } => write_once(path, format!("{value}\n").as_bytes())
+                .map_err(|e| failed(path, value.clone(), e))?,
+            Action::WriteBytes {
+                path,
+                bytes,
+                fields,
+            } => write_once(path, bytes).map_err(|e| failed(path, fields.clone(), e))?,
+            Action::Madvise { advice } => {
+                let end =
+                    hwpoison::madvise_child(*advice).map_err(|source| PerformError::Madvise {
+                        advice: *advice,
+                        done,
+                        total,
+                        source,
+                    })?;
+                outcomes.push(Outcome::Madvise {
+                    advice: *advice,
+                    end,
+                });
+            }
+            Action::Monitor { .. } => unreachable!("refused above"),
+        }
     }
-    Ok(())
+    Ok(outcomes)
 }
 
-fn write_once(path: &PathBuf, value: &str) -> io::Result<()> {
+fn write_once(path: &PathBuf, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
-    let bytes = format!("{value}\n");
-    let n = file.write(bytes.as_bytes())?;
+    let n = file.write(bytes)?;
     if n != bytes.len() {
         return Err(io::Error::other(format!(
             "short write: {n} of {} bytes",

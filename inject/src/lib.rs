@@ -5,10 +5,13 @@
 //! [`injector::perform`] writes it. [`preflight::debugfs_plan`] and friends do the first two at once.
 
 pub mod action;
+pub mod aer;
 pub mod debugfs;
 pub mod edac;
+pub mod einj;
 pub mod guard;
 pub mod hmp;
+pub mod hwpoison;
 pub mod injector;
 pub mod lock;
 pub mod mcelang;
@@ -17,6 +20,6 @@ pub mod record;
 pub mod status;
 
 pub use action::Action;
-pub use injector::{perform, InjectError, Injector, PerformError};
+pub use injector::{perform, InjectError, Injector, Outcome, PerformError};
 pub use record::MceRecord;
 pub use status::{Severity, Vendor};

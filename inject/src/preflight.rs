@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{access, AccessFlags};
 
 use crate::action::Action;
+use crate::aer::{self, KernelAer, KernelAerInjector};
 use crate::debugfs::{self, Debugfs, InjectionType};
 use crate::edac::{self, AmdEcc, EccInjection, EdacFake, FakeInjection};
+use crate::einj::{self, Einj, EinjRequest};
+use crate::hwpoison::{self, Hwpoison, PoisonRequest};
 use crate::injector::{InjectError, Injector};
 use crate::record::MceRecord;
 use crate::status::{self, Vendor};
@@ -143,6 +146,70 @@ impl Machine {
             }
         }
         Ok(())
+    }
+}
+
+impl Machine {
+    /// The ranges of `proc/iomem` that hold memory the kernel may poison or inject into:
+    /// System RAM, Persistent Memory and Soft Reserved (the kernel's EINJ check).
+    pub fn memory(&self) -> Result<Vec<MemoryRange>, InjectError> {
+        let (text, path) = self.read("proc/iomem")?;
+        let mut ranges = Vec::new();
+        for line in text.lines() {
+            let malformed = || InjectError::Malformed {
+                path: path.clone(),
+                what: format!("expected `start-end : name` lines, found {line:?}"),
+            };
+            let (span, name) = line.split_once(" : ").ok_or_else(malformed)?;
+            let (start, end) = span.trim().split_once('-').ok_or_else(malformed)?;
+            let hex = |s: &str| u64::from_str_radix(s, 16).map_err(|_| malformed());
+            let (start, end) = (hex(start)?, hex(end)?);
+            let name = name.trim();
+            if matches!(name, "System RAM" | "Persistent Memory" | "Soft Reserved") {
+                ranges.push(MemoryRange { start, end });
+            }
+        }
+        // The kernel shows zeros to readers without CAP_SYS_ADMIN.
+        if ranges.iter().all(|r| r.start == 0 && r.end == 0) {
+            return Err(InjectError::NotWritable {
+                path,
+                why: "it shows no memory addresses: the kernel hides them from processes without \
+                      CAP_SYS_ADMIN (are you root?)"
+                    .into(),
+            });
+        }
+        Ok(ranges)
+    }
+
+    /// Refuses `addr` unless it lies in memory (see [`Machine::memory`]).
+    pub fn check_in_memory(&self, field: &'static str, addr: u64) -> Result<(), InjectError> {
+        let ranges = self.memory()?;
+        if ranges.iter().any(|r| r.start <= addr && addr <= r.end) {
+            return Ok(());
+        }
+        let listed: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+        Err(InjectError::Invalid {
+            field,
+            value: format!("{addr:#x}"),
+            why: format!(
+                "it is not in memory: {} lists System RAM at {}",
+                self.path("proc/iomem").display(),
+                listed.join(", ")
+            ),
+        })
+    }
+}
+
+/// One memory range of `proc/iomem`, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl fmt::Display for MemoryRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}-{:#x}", self.start, self.end)
     }
 }
 
@@ -275,7 +342,7 @@ pub fn check_records(
 /// Every file the plan writes exists and may be written by this process.
 pub fn check_writable(actions: &[Action]) -> Result<(), InjectError> {
     for a in actions {
-        let Action::Write { path, .. } = a else {
+        let (Action::Write { path, .. } | Action::WriteBytes { path, .. }) = a else {
             continue;
         };
         let not_writable = |why: String| InjectError::NotWritable {
@@ -436,6 +503,165 @@ pub fn edac_fake_plan(root: &Path, req: &FakeInjection) -> Result<Vec<Action>, I
     Ok(actions)
 }
 
+/// The checks of [`einj_plan`], for a plan already described: the EINJ files exist, the type
+/// is one this firmware offers, a memory target is RAM, and every file can be written.
+pub fn check_einj(root: &Path, req: &EinjRequest, actions: &[Action]) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    let dir = m.path(einj::DIR);
+    if !dir.is_dir() {
+        let fix = if !m.debugfs_mounted() {
+            format!("run `{MOUNT_DEBUGFS}`")
+        } else if !m.path("sys/module/einj").is_dir() {
+            "run `modprobe einj`; if it fails, this machine's firmware has no EINJ table (dmesg \
+             says so): look for WHEA or error injection in the BIOS setup"
+                .into()
+        } else {
+            "einj is loaded, yet the directory is absent: is debugfs restricted (kernel lockdown)?"
+                .into()
+        };
+        return Err(InjectError::Missing {
+            what: "ACPI EINJ's debugfs directory".into(),
+            path: dir,
+            fix,
+        });
+    }
+    let (text, path) = m.read(&format!("{}/available_error_type", einj::DIR))?;
+    let available =
+        einj::parse_available(&text).map_err(|what| InjectError::Malformed { path, what })?;
+    let t = req.error_type();
+    if !t.is_vendor() && !available.iter().any(|a| !a.v2 && a.value == t.value()) {
+        let offered: Vec<String> = available
+            .iter()
+            .filter(|a| !a.v2)
+            .map(|a| format!("{:#x} ({})", a.value, a.name))
+            .collect();
+        return Err(InjectError::Invalid {
+            field: "EINJ error type",
+            value: t.to_string(),
+            why: format!(
+                "this firmware does not offer it; available_error_type lists {}",
+                if offered.is_empty() {
+                    "none".into()
+                } else {
+                    offered.join(", ")
+                }
+            ),
+        });
+    }
+    if let Some((addr, mask)) = req.memory() {
+        m.check_in_memory("EINJ address", addr & mask)?;
+    }
+    check_writable(actions)
+}
+
+/// Describes an EINJ injection for the files this machine has and checks everything.
+pub fn einj_plan(root: &Path, req: &EinjRequest) -> Result<Vec<Action>, InjectError> {
+    let actions = Einj::new(root, einj::Layout::probe(root)).describe(req)?;
+    check_einj(root, req, &actions)?;
+    Ok(actions)
+}
+
+/// The checks of [`hwpoison_plan`], for a plan already described: the interface exists, the
+/// page is memory, and every file can be written.
+pub fn check_hwpoison(
+    root: &Path,
+    req: &PoisonRequest,
+    actions: &[Action],
+) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    match req {
+        PoisonRequest::Corrupt { .. } | PoisonRequest::Unpoison { .. } => {
+            let dir = m.path(hwpoison::DIR);
+            if !dir.is_dir() {
+                let fix = if m.debugfs_mounted() {
+                    "run `modprobe hwpoison_inject` (it needs CONFIG_HWPOISON_INJECT)".into()
+                } else {
+                    format!("run `{MOUNT_DEBUGFS}` and `modprobe hwpoison_inject`")
+                };
+                return Err(InjectError::Missing {
+                    what: "hwpoison-inject's debugfs directory".into(),
+                    path: dir,
+                    fix,
+                });
+            }
+            let memcg = dir.join("corrupt-filter-memcg");
+            let wants_memcg =
+                matches!(req, PoisonRequest::Corrupt { filter: Some(f), .. } if f.memcg.is_some());
+            if wants_memcg && !memcg.exists() {
+                return Err(InjectError::Missing {
+                    what: "hwpoison-inject's memory cgroup filter".into(),
+                    path: memcg,
+                    fix: "the kernel offers it only with CONFIG_MEMCG: drop the memcg filter"
+                        .into(),
+                });
+            }
+        }
+        PoisonRequest::HardOffline { .. } | PoisonRequest::SoftOffline { .. } => {
+            for a in actions {
+                if let Action::Write { path, .. } = a {
+                    if !path.exists() {
+                        return Err(InjectError::Missing {
+                            what: "the memory sysfs offline files".into(),
+                            path: path.clone(),
+                            fix: "the kernel offers them only with CONFIG_MEMORY_FAILURE".into(),
+                        });
+                    }
+                }
+            }
+        }
+        PoisonRequest::Madvise(_) => {}
+    }
+    if let Some(addr) = req.phys_addr() {
+        m.check_in_memory("physical address", addr)?;
+    }
+    check_writable(actions)
+}
+
+/// Describes a poisoning request and checks everything.
+pub fn hwpoison_plan(root: &Path, req: &PoisonRequest) -> Result<Vec<Action>, InjectError> {
+    let actions = Hwpoison::new(root).describe(req)?;
+    check_hwpoison(root, req, &actions)?;
+    Ok(actions)
+}
+
+/// The checks of [`kernel_aer_plan`], for a plan already described: `/dev/aer_inject` exists,
+/// the device exists, and the device node can be written.
+pub fn check_kernel_aer(
+    root: &Path,
+    req: &KernelAer,
+    actions: &[Action],
+) -> Result<(), InjectError> {
+    let m = Machine::new(root);
+    let dev = m.path(aer::DEV);
+    if !dev.exists() {
+        return Err(InjectError::Missing {
+            what: "the kernel's AER injector".into(),
+            path: dev,
+            fix: "run `modprobe aer_inject` (it needs CONFIG_PCIEAER_INJECT)".into(),
+        });
+    }
+    let devices = m.path("sys/bus/pci/devices");
+    let device = devices.join(req.device().to_string());
+    if !device.exists() {
+        return Err(InjectError::Missing {
+            what: format!("PCI device {}", req.device()),
+            path: device,
+            fix: format!(
+                "name a device of this machine; present: {}",
+                names_in(&devices, |n| Some(n.to_string()))
+            ),
+        });
+    }
+    check_writable(actions)
+}
+
+/// Describes an injection through the kernel's aer_inject and checks everything.
+pub fn kernel_aer_plan(root: &Path, req: &KernelAer) -> Result<Vec<Action>, InjectError> {
+    let actions = KernelAerInjector::new(root).describe(req)?;
+    check_kernel_aer(root, req, &actions)?;
+    Ok(actions)
+}
+
 /// The `mc<N>` entries of an EDAC directory, for error messages.
 fn present_mcs(dir: &Path) -> String {
     names_in(dir, |name| {
@@ -584,5 +810,135 @@ mod tests {
             .contains("No such file"));
         // Monitor lines are not files.
         check_writable(&[Action::Monitor { line: "mce".into() }]).unwrap();
+    }
+
+    const IOMEM: &str = "00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n00100000-7ffdffff : System RAM\n  01000000-01e02a26 : Kernel code\n";
+
+    #[test]
+    fn iomem_as_root_and_as_a_user() {
+        let t = tree(&[("proc/iomem", IOMEM)]);
+        let m = Machine::new(t.path());
+        assert_eq!(m.memory().unwrap().len(), 2);
+        m.check_in_memory("physical address", 0x1000).unwrap();
+        let e = m
+            .check_in_memory("physical address", 0xa0000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("physical address 0xa0000: it is not in memory"),
+            "{e}"
+        );
+        let hidden = tree(&[(
+            "proc/iomem",
+            "00000000-00000000 : Reserved\n00000000-00000000 : System RAM\n",
+        )]);
+        let e = Machine::new(hidden.path())
+            .memory()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(are you root?)"), "{e}");
+        let bad = tree(&[("proc/iomem", "System RAM\n")]);
+        assert!(Machine::new(bad.path()).memory().is_err());
+    }
+
+    #[test]
+    fn hwpoison_checks_come_before_any_write() {
+        use crate::hwpoison::{Filter, PoisonRequest};
+        let corrupt = PoisonRequest::Corrupt {
+            pfn: 0x1234,
+            filter: None,
+        };
+        let bare = tree(&[("proc/iomem", IOMEM), ("proc/mounts", "")]);
+        let e = hwpoison_plan(bare.path(), &corrupt)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hwpoison-inject's debugfs directory is missing")
+                && e.contains("mount -t debugfs"),
+            "{e}"
+        );
+        let files = [
+            ("proc/iomem", IOMEM),
+            ("sys/kernel/debug/hwpoison/corrupt-pfn", ""),
+            ("sys/kernel/debug/hwpoison/unpoison-pfn", ""),
+            ("sys/kernel/debug/hwpoison/corrupt-filter-enable", "0\n"),
+            (
+                "sys/kernel/debug/hwpoison/corrupt-filter-dev-major",
+                "4294967295\n",
+            ),
+            (
+                "sys/kernel/debug/hwpoison/corrupt-filter-dev-minor",
+                "4294967295\n",
+            ),
+            ("sys/kernel/debug/hwpoison/corrupt-filter-flags-mask", "0\n"),
+            (
+                "sys/kernel/debug/hwpoison/corrupt-filter-flags-value",
+                "0\n",
+            ),
+        ];
+        let t = tree(&files);
+        let plan = hwpoison_plan(t.path(), &corrupt).unwrap();
+        crate::perform(&plan).unwrap();
+        let read = |f: &str| {
+            fs::read_to_string(t.path().join("sys/kernel/debug/hwpoison").join(f)).unwrap()
+        };
+        assert_eq!(read("corrupt-pfn"), "0x1234\n");
+        assert_eq!(read("corrupt-filter-enable"), "0\n");
+        let outside = PoisonRequest::Corrupt {
+            pfn: 0xa0,
+            filter: None,
+        };
+        let e = hwpoison_plan(t.path(), &outside).unwrap_err().to_string();
+        assert!(
+            e.starts_with("physical address 0xa0000: it is not in memory"),
+            "{e}"
+        );
+        let memcg = PoisonRequest::Corrupt {
+            pfn: 0x1234,
+            filter: Some(Filter {
+                memcg: Some(5),
+                ..Default::default()
+            }),
+        };
+        let e = hwpoison_plan(t.path(), &memcg).unwrap_err().to_string();
+        assert!(e.contains("only with CONFIG_MEMCG"), "{e}");
+        let e = hwpoison_plan(t.path(), &PoisonRequest::SoftOffline { addr: 0x2000 })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("soft_offline_page does not exist") && e.contains("CONFIG_MEMORY_FAILURE"),
+            "{e}"
+        );
+        assert_eq!(
+            read("corrupt-pfn"),
+            "0x1234\n",
+            "nothing written by refused requests"
+        );
+    }
+
+    #[test]
+    fn kernel_aer_checks_the_device_and_writes_one_struct() {
+        use crate::aer::{AerError, KernelAer};
+        use crate::einj::Sbdf;
+        let rcvr = AerError::parse("RCVR", true).unwrap();
+        let req = KernelAer::new(Sbdf::parse("00:03.0").unwrap(), &[rcvr], [0; 4]).unwrap();
+        let bare = tree(&[("sys/bus/pci/devices/0000:00:01.0/vendor", "0x8086\n")]);
+        let e = kernel_aer_plan(bare.path(), &req).unwrap_err().to_string();
+        assert!(e.contains("modprobe aer_inject"), "{e}");
+        let t = tree(&[
+            ("dev/aer_inject", ""),
+            ("sys/bus/pci/devices/0000:00:01.0/vendor", "0x8086\n"),
+        ]);
+        let e = kernel_aer_plan(t.path(), &req).unwrap_err().to_string();
+        assert!(
+            e.starts_with("PCI device 0000:00:03.0 is missing")
+                && e.ends_with("present: 0000:00:01.0"),
+            "{e}"
+        );
+        let req = KernelAer::new(Sbdf::parse("00:01.0").unwrap(), &[rcvr], [0; 4]).unwrap();
+        let plan = kernel_aer_plan(t.path(), &req).unwrap();
+        crate::perform(&plan).unwrap();
+        let written = fs::read(t.path().join("dev/aer_inject")).unwrap();
+        assert_eq!(written, req.bytes());
     }
 }
