@@ -14,6 +14,7 @@ pub mod check;
 pub mod kernel;
 pub mod known;
 pub mod rasdaemon;
+pub mod scenario;
 pub mod trace;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use serde::Serialize;
 pub use account::{account, Expectation};
 pub use check::{check, Delivery, Injected};
 pub use known::{compare_known, KnownFinding, Verdict};
+pub use scenario::judge;
 
 /// Which decoder printed a record (one collector can hold several: the kernel log holds the
 /// raw `mce:` lines and edac_mce_amd's; rasdaemon prints a line and a database row).

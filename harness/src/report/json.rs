@@ -19,6 +19,7 @@ struct Counts {
     passed: usize,
     failed: usize,
     golden_mismatch: usize,
+    findings: usize,
     bad_input: usize,
     infrastructure: usize,
 }
@@ -33,6 +34,8 @@ struct Scenario<'a> {
     boot_s: f64,
     failure: Option<Failure<'a>>,
     goldens: Vec<Golden<'a>>,
+    /// The oracle's verdict: known, new and vanished findings, excused records.
+    oracle: Option<&'a crate::oracle::Verdict>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +67,7 @@ pub(super) fn render(report: &RunReport) -> serde_json::Value {
             passed: report.count(Outcome::Passed),
             failed: report.count(Outcome::Failed),
             golden_mismatch: report.count(Outcome::GoldenMismatch),
+            findings: report.count(Outcome::Findings),
             bad_input: report.count(Outcome::BadInput),
             infrastructure: report.count(Outcome::Infrastructure),
         },
@@ -85,6 +89,7 @@ fn scenario(r: &ScenarioResult) -> Scenario<'_> {
             details: f.details.as_deref(),
         }),
         goldens: r.goldens.iter().map(golden).collect(),
+        oracle: r.oracle.as_ref(),
     }
 }
 

@@ -9,7 +9,9 @@ use crate::golden::Verdict;
 
 pub(super) fn render(report: &RunReport) -> String {
     let tests = report.results.len();
-    let failures = report.count(Outcome::Failed) + report.count(Outcome::GoldenMismatch);
+    let failures = report.count(Outcome::Failed)
+        + report.count(Outcome::GoldenMismatch)
+        + report.count(Outcome::Findings);
     let errors = report.count(Outcome::BadInput) + report.count(Outcome::Infrastructure);
     let time = format!("{:.3}", report.duration.as_secs_f64());
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -40,7 +42,9 @@ fn testcase(out: &mut String, r: &ScenarioResult) {
             out.push_str("/>\n");
             return;
         }
-        Outcome::Failed | Outcome::GoldenMismatch => ("failure", r.outcome().as_str()),
+        Outcome::Failed | Outcome::GoldenMismatch | Outcome::Findings => {
+            ("failure", r.outcome().as_str())
+        }
         Outcome::BadInput | Outcome::Infrastructure => ("error", r.outcome().as_str()),
     };
     out.push_str(">\n");
@@ -54,7 +58,8 @@ fn testcase(out: &mut String, r: &ScenarioResult) {
     out.push_str("    </testcase>\n");
 }
 
-/// The one-line message and the full text: the failure, then every golden difference.
+/// The one-line message and the full text: the failure, the oracle's findings, then every
+/// golden difference.
 fn failure_text(r: &ScenarioResult) -> (String, String) {
     let mut lines = Vec::new();
     let mut body = String::new();
@@ -66,6 +71,13 @@ fn failure_text(r: &ScenarioResult) -> (String, String) {
             body.push_str(details);
             body.push('\n');
         }
+    }
+    if let Some(v) = r.oracle.as_ref().filter(|v| !v.passed()) {
+        let summary = format!("oracle: {}", v.summary());
+        lines.push(summary.clone());
+        body.push_str(&summary);
+        body.push('\n');
+        body.push_str(&v.details());
     }
     for g in r.goldens.iter().filter(|g| !g.verdict.passed()) {
         let summary = format!("{} {}", g.collector, g.verdict.summary());

@@ -28,6 +28,8 @@ pub struct ScenarioResult {
     pub failure: Option<Failure>,
     /// One per compared collector, in the scenario's `compare` order.
     pub goldens: Vec<GoldenResult>,
+    /// The oracle's verdict on what the decoders claimed (`None`: nothing was injected).
+    pub oracle: Option<crate::oracle::Verdict>,
     /// From start to the end of the last comparison.
     pub duration: Duration,
     /// How much of `duration` went to booting the guest (zero on a local target).
@@ -70,6 +72,9 @@ pub struct GoldenResult {
 pub enum Outcome {
     Passed,
     GoldenMismatch,
+    /// A decoder's claim contradicts the injected record (and is not a known finding), or a
+    /// known finding no longer appears.
+    Findings,
     Failed,
     Infrastructure,
     BadInput,
@@ -80,6 +85,7 @@ impl Outcome {
         match self {
             Outcome::Passed => "passed",
             Outcome::GoldenMismatch => "golden-mismatch",
+            Outcome::Findings => "findings",
             Outcome::Failed => "failed",
             Outcome::Infrastructure => "infrastructure",
             Outcome::BadInput => "bad-input",
@@ -91,6 +97,7 @@ impl Outcome {
         match self {
             Outcome::Passed => Code::Success,
             Outcome::GoldenMismatch => Code::GoldenMismatch,
+            Outcome::Findings => Code::Failed,
             Outcome::Failed => Code::Failed,
             Outcome::Infrastructure => Code::Infrastructure,
             Outcome::BadInput => Code::BadInput,
@@ -106,6 +113,7 @@ impl ScenarioResult {
                 FailureKind::BadInput => Outcome::BadInput,
                 FailureKind::Infrastructure => Outcome::Infrastructure,
             },
+            None if self.oracle.as_ref().is_some_and(|v| !v.passed()) => Outcome::Findings,
             None if self.goldens.iter().all(|g| g.verdict.passed()) => Outcome::Passed,
             None => Outcome::GoldenMismatch,
         }
@@ -121,8 +129,8 @@ pub struct RunReport {
 
 impl RunReport {
     /// The run's worst outcome decides the exit code, in this order: bad input (2; nothing
-    /// meaningful ran), infrastructure (4; results are incomplete), a failed scenario (1), a golden
-    /// mismatch (3), success (0). An empty run is a success only if nothing was asked.
+    /// meaningful ran), infrastructure (4; results are incomplete), a failed scenario (1), new or
+    /// vanished oracle findings (1), a golden mismatch (3), success (0). An empty run is a success only if nothing was asked.
     pub fn outcome(&self) -> Outcome {
         self.results
             .iter()

@@ -155,6 +155,12 @@ impl<W: Write> Sink for Progress<W> {
                 let outcome = result.outcome();
                 let word = outcome.as_str().to_uppercase();
                 self.line(&format!("{word} in {}", seconds(result.duration)));
+                if let Some(v) = &result.oracle {
+                    self.line(&format!("oracle: {}", v.summary()));
+                    if !v.passed() {
+                        self.block(v.details().trim_end());
+                    }
+                }
                 if let Some(f) = &result.failure {
                     self.block(&f.message);
                     if let Some(details) = &f.details {

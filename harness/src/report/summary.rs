@@ -37,6 +37,7 @@ pub(super) fn table(report: &RunReport) -> String {
         Outcome::Passed,
         Outcome::Failed,
         Outcome::GoldenMismatch,
+        Outcome::Findings,
         Outcome::BadInput,
         Outcome::Infrastructure,
     ]

@@ -14,6 +14,7 @@ fn result(name: &str, failure: Option<Failure>, goldens: Vec<GoldenResult>) -> S
         description: format!("what {name} rehearses"),
         failure,
         goldens,
+        oracle: None,
         duration: ms(6200),
         boot: ms(2400),
     }
@@ -220,4 +221,64 @@ fn reports_are_written_to_files() {
     assert_eq!(back, report.json());
     assert_eq!(back["exit_code"], 4);
     assert_eq!(back["scenarios"][1]["goldens"][1]["verdict"], "mismatch");
+}
+
+#[test]
+fn oracle_findings_fail_the_scenario_and_are_reported() {
+    use crate::oracle::{compare_known, Decoder, Field, Finding, Kind, KnownFinding};
+    let finding = Finding {
+        collector: "kmsg".into(),
+        decoder: Decoder::EdacMceAmd,
+        field: Field::Class,
+        kind: Kind::WrongDecode,
+        injected: "code 0x0090: memory controller error (MMM=1 CCCC=0)".into(),
+        claimed: "generic cache hierarchy error (LL=0)".into(),
+        evidence: "[Hardware Error]: cache level: L0".into(),
+    };
+    let mut r = result("amd-mc", None, vec![matched("kmsg")]);
+    r.oracle = Some(compare_known(vec![finding.clone()], &[], Vec::new()));
+    assert_eq!(r.outcome(), Outcome::Findings);
+    let report = RunReport {
+        results: vec![r.clone()],
+        duration: ms(1000),
+    };
+    assert_eq!(report.exit_code(), Code::Failed);
+    let junit = report.junit();
+    assert!(
+        junit.contains("type=\"findings\" message=\"oracle: 1 finding (0 known, 1 new)\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("new finding kmsg/edac-mce-amd/class (wrong decode)"),
+        "{junit}"
+    );
+    let json = report.json();
+    let oracle = &json["scenarios"][0]["oracle"];
+    assert_eq!(oracle["new"][0]["field"], "class");
+    assert_eq!(
+        oracle["new"][0]["claimed"],
+        "generic cache hierarchy error (LL=0)"
+    );
+    assert_eq!(json["counts"]["findings"], 1);
+
+    // Listed as known: the scenario passes, the finding is still in the report.
+    let known = KnownFinding {
+        key: finding.key(),
+        why: "edac_mce_amd reads an Intel memory-controller code as a cache level".into(),
+    };
+    r.oracle = Some(compare_known(
+        vec![finding],
+        std::slice::from_ref(&known),
+        Vec::new(),
+    ));
+    assert_eq!(r.outcome(), Outcome::Passed);
+    // Gone while listed: reported, and the scenario fails until the list is updated.
+    r.oracle = Some(compare_known(Vec::new(), &[known], Vec::new()));
+    assert_eq!(r.outcome(), Outcome::Findings);
+    assert!(r
+        .oracle
+        .as_ref()
+        .unwrap()
+        .details()
+        .contains("did not appear"));
 }

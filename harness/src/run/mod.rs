@@ -178,6 +178,7 @@ fn result(
         description: s.description.clone(),
         failure,
         goldens,
+        oracle: None,
         duration: start.elapsed(),
         boot: Duration::ZERO,
     }

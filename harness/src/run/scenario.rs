@@ -13,6 +13,7 @@ use crate::golden::{self, Header};
 use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
 use crate::local::{self, LocalInjectError, LocalTarget};
 use crate::normalize::normalize;
+use crate::oracle::{self, Verdict};
 use crate::report::{self, Event, FailureKind, GoldenResult, ScenarioResult, Sink};
 use crate::scenario::{ExpectPanic, Inject, Scenario, StepKind, Wait, WaitFor};
 use crate::target::{Target, TargetError};
@@ -127,9 +128,9 @@ pub(super) fn on_guest(
         scenario,
         collectors,
     } = prepared;
-    let (failure, goldens, lost) =
-        execute(scenario, Place::Guest(guest), collectors, options, sink);
-    (result(scenario, start, failure, goldens), !lost)
+    let executed = execute(scenario, Place::Guest(guest), collectors, options, sink);
+    let lost = executed.lost;
+    (finished(scenario, start, executed), !lost)
 }
 
 /// Runs a scenario on this machine, or on a fresh copy of its stand-in tree.
@@ -165,14 +166,21 @@ pub(super) fn on_local(
             return result(scenario, start, Some(t), Vec::new());
         }
     };
-    let (failure, goldens, _) = execute(
+    let executed = execute(
         scenario,
         Place::Local(&mut target),
         collectors,
         options,
         sink,
     );
-    result(scenario, start, failure, goldens)
+    finished(scenario, start, executed)
+}
+
+fn finished(s: &Scenario, start: Instant, e: Executed) -> ScenarioResult {
+    ScenarioResult {
+        oracle: e.oracle,
+        ..result(s, start, e.failure, e.goldens)
+    }
 }
 
 fn result(
@@ -189,15 +197,34 @@ fn result(
     super::result(s, start, failure, goldens)
 }
 
-/// Start, steps, settle or panic, collect, stop, compare. Returns the failure, the golden
-/// results and whether the guest was lost.
+/// What [`execute`] gives back.
+struct Executed {
+    failure: Option<Trouble>,
+    goldens: Vec<GoldenResult>,
+    oracle: Option<Verdict>,
+    /// The guest cannot be used again.
+    lost: bool,
+}
+
+impl Executed {
+    fn failed(t: Trouble, goldens: Vec<GoldenResult>, lost: bool) -> Executed {
+        Executed {
+            failure: Some(t),
+            goldens,
+            oracle: None,
+            lost,
+        }
+    }
+}
+
+/// Start, steps, settle or panic, collect, stop, compare: the goldens and the oracle.
 fn execute(
     s: &Scenario,
     mut place: Place,
     mut collectors: Vec<Box<dyn Collector>>,
     options: &Options,
     sink: &mut dyn Sink,
-) -> (Option<Trouble>, Vec<GoldenResult>, bool) {
+) -> Executed {
     // The console since now is what the kernel printed for this scenario (read after a panic).
     let console_mark = match &place {
         Place::Guest(g) => g.console().len(),
@@ -209,7 +236,7 @@ fn execute(
             // The first failure is the one reported.
             let _ = stop_all(&mut collectors[..i], &mut place, t.guest_lost);
             let lost = t.guest_lost;
-            return (Some(t), Vec::new(), lost);
+            return Executed::failed(t, Vec::new(), lost);
         }
     }
 
@@ -240,10 +267,11 @@ fn execute(
             let t = t.at(step);
             let _ = stop_all(&mut collectors, &mut place, t.guest_lost);
             let lost = t.guest_lost;
-            return (Some(t), Vec::new(), lost);
+            return Executed::failed(t, Vec::new(), lost);
         }
     }
 
+    let panicked = panic_console.is_some();
     let (outputs, lost) = match panic_console {
         Some(console) => {
             let outputs = compared(s, &mut collectors, |c| c.collect_after_panic(&console));
@@ -268,10 +296,11 @@ fn execute(
     };
     let outputs = match outputs {
         Ok(o) => o,
-        Err(t) => return (Some(t), Vec::new(), lost),
+        Err(t) => return Executed::failed(t, Vec::new(), lost),
     };
 
     let kernel = place.kernel_release();
+    let oracle = oracle::judge(s, &outputs, &kernel, panicked);
     let mut goldens = Vec::new();
     for (name, collected) in outputs {
         let header = Header::new(s, &name, &kernel);
@@ -293,11 +322,16 @@ fn execute(
             }
             Err(e) => {
                 let t = Trouble::new(FailureKind::Infrastructure, e.to_string());
-                return (Some(t), goldens, lost);
+                return Executed::failed(t, goldens, lost);
             }
         }
     }
-    (None, goldens, lost)
+    Executed {
+        failure: None,
+        goldens,
+        oracle,
+        lost,
+    }
 }
 
 /// The outputs of the compared collectors, in `compare` order.

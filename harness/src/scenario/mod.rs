@@ -58,6 +58,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Names of the collectors whose normalised output is compared with golden files.
     pub compare: Vec<String>,
+    /// Oracle findings the scenario documents (`collector/decoder/field` and why).
+    pub known_findings: Vec<crate::oracle::KnownFinding>,
 }
 
 /// Where the errors go.

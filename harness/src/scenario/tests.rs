@@ -241,7 +241,7 @@ fn missing_sections_and_wrong_shapes_are_explained() {
     assert_eq!(
         invalid("s.yaml", ""),
         "s.yaml:1:1: expected a mapping with keys `name`, `description`, `machine`, `target`, \
-         `setup`, `collectors`, `steps`, `compare`, found nothing (null)"
+         `setup`, `collectors`, `steps`, `compare`, `known_findings`, found nothing (null)"
     );
     assert_eq!(
         invalid("s.yaml", "name: x\ndescription: d\nsteps: []\n"),
@@ -434,5 +434,29 @@ fn the_documented_examples_are_valid() {
     assert_eq!(
         (r.bank, r.status, r.addr),
         (4, VAL | EN | ADDRV | 0x0813, 0x1234_5000)
+    );
+}
+
+#[test]
+fn known_findings_name_a_collector_decoder_and_field() {
+    let head = "name: k\ndescription: d\nmachine: {profile: amd-f15h}\ncollectors: [kmsg]\n\
+                steps:\n  - inject: {via: qemu, bank: 4, status: 0x9c00000000000000}\n";
+    let good = format!(
+        "{head}known_findings:\n  - {{finding: kmsg/edac-mce-amd/class, why: an Intel code}}\n"
+    );
+    let s = from_str(Path::new("k.yaml"), &good).unwrap();
+    assert_eq!(s.known_findings[0].key, "kmsg/edac-mce-amd/class");
+    assert_eq!(s.known_findings[0].why, "an Intel code");
+    let bad = format!(
+        "{head}known_findings:\n  - {{finding: trace/edac-mce-amd/class, why: x}}\n  \
+         - {{finding: kmsg/mcelog/class, why: x}}\n  - {{finding: kmsg/trace/colour, why: x}}\n  \
+         - {{finding: kmsg/trace}}\n"
+    );
+    assert_eq!(
+        invalid("k.yaml", &bad),
+        "k.yaml:8:15: known_findings[0].finding: `trace` is not a collector of this scenario (collectors: kmsg)\n\
+         k.yaml:9:15: known_findings[1].finding: `mcelog` is not a decoder (kernel-raw, edac-mce-amd, trace, rasdaemon, rasdaemon-db)\n\
+         k.yaml:10:15: known_findings[2].finding: `colour` is not a field (cpu, bank, status, flag, address, misc, synd, ipid, severity, class, record, count)\n\
+         k.yaml:11:5: known_findings[3]: missing `why` (one line saying why the finding is there)"
     );
 }

@@ -7,6 +7,7 @@
 mod collectors;
 mod compare;
 mod inject;
+mod known;
 mod setup;
 mod steps;
 mod target;
@@ -31,6 +32,7 @@ use crate::profile::{Profile, PROFILES};
 
 use collectors::{collector_names, collectors};
 use compare::compare;
+use known::known_findings;
 use setup::setup;
 use steps::steps;
 use target::{machine, target};
@@ -44,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "collectors",
     "steps",
     "compare",
+    "known_findings",
 ];
 
 /// What other sections need to know while steps are read.
@@ -150,6 +153,10 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         Some(n) => compare(n, &ctx.collectors, &mut p),
         None => Some(ctx.collectors.clone()),
     };
+    let known_findings = match top.take("known_findings") {
+        Some(n) => known_findings(n, &ctx.collectors, &mut p),
+        None => Some(Vec::new()),
+    };
     top.finish(&mut p);
 
     let target = match target_kind {
@@ -157,7 +164,16 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         Some(TargetKind::Local) => Some(Target::Local { root: root_dir }),
         None => None,
     };
-    match (name, description, target, setup, collectors, steps, compare) {
+    match (
+        name,
+        description,
+        target,
+        setup,
+        collectors,
+        steps,
+        compare,
+        known_findings,
+    ) {
         (
             Some(name),
             Some(description),
@@ -166,6 +182,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             Some(collectors),
             Some(steps),
             Some(compare),
+            Some(known_findings),
         ) if p.is_empty() => Ok(Scenario {
             file: file.to_path_buf(),
             name,
@@ -175,6 +192,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             collectors,
             steps,
             compare,
+            known_findings,
         }),
         _ => Err(sorted(p.into_vec())),
     }
