@@ -89,6 +89,10 @@ impl From<PerformError> for Failure {
 
 impl From<LockError> for Failure {
     fn from(e: LockError) -> Self {
-        Self::infrastructure(e)
+        match e {
+            // A lock path that is not ours is refused before anything is written.
+            LockError::Unsafe { .. } => Self::bad_input(e),
+            _ => Self::infrastructure(e),
+        }
     }
 }

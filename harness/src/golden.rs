@@ -30,10 +30,16 @@
 //!   removes a pending `.snap.new`; it reports what it changed.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// How long the line diff of a mismatch may search for the smallest diff before settling for a
+/// coarser one.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How many lines of a diff are shown in progress output and reports.
+const DIFF_LINES: usize = 400;
 
 /// Where golden files live, relative to the workspace root.
 pub const DEFAULT_DIR: &str = "golden";
@@ -108,6 +114,13 @@ pub enum Verdict {
         golden: PathBuf,
         new: Option<PathBuf>,
     },
+    /// The file at the golden path is not a golden file; `new` is the `.snap.new` written (none
+    /// in CI). `--accept` replaces it.
+    Corrupt {
+        golden: PathBuf,
+        reason: String,
+        new: Option<PathBuf>,
+    },
     /// Accept mode wrote the golden file; `diff` is what changed (none for a new file).
     Accepted {
         golden: PathBuf,
@@ -140,6 +153,20 @@ impl Verdict {
                 ),
                 None => format!("has no golden file {}", golden.display()),
             },
+            Verdict::Corrupt {
+                golden,
+                reason,
+                new,
+            } => {
+                let written = match new {
+                    Some(new) => format!("output written to {}; ", new.display()),
+                    None => String::new(),
+                };
+                format!(
+                    "cannot use {}: it is not a golden file: {reason} ({written}`rasdrill run --accept` replaces it)",
+                    golden.display()
+                )
+            }
             Verdict::Accepted { golden, diff: None } => format!("created {}", golden.display()),
             Verdict::Accepted {
                 golden,
@@ -185,8 +212,16 @@ pub fn check(
     let new = new_path(&golden);
     let actual = contents(actual);
     let recorded = match std::fs::read_to_string(&golden) {
-        Ok(text) => Some(parse(&golden, &text)?),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Ok(text) => match parse(&golden, &text) {
+            Ok(old) => Recorded::Golden(old),
+            Err(GoldenError::Corrupt { reason, .. }) => Recorded::Corrupt(reason),
+            Err(e) => return Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Recorded::Absent,
+        // Not UTF-8 is a damaged golden file like any other: `--accept` must be able to fix it.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            Recorded::Corrupt("it is not UTF-8 text".into())
+        }
         Err(source) => {
             return Err(GoldenError::Io {
                 action: "read",
@@ -197,13 +232,13 @@ pub fn check(
     };
     let writes = !matches!(mode, Mode::Check { ci: true });
     match (recorded, mode) {
-        (Some(old), _) if old.content == actual => {
+        (Recorded::Golden(old), _) if old.content == actual => {
             if writes {
                 remove_if_present(&new)?;
             }
             Ok(Verdict::Matched)
         }
-        (Some(old), Mode::Accept) => {
+        (Recorded::Golden(old), Mode::Accept) => {
             write(&golden, &render(header, &actual))?;
             remove_if_present(&new)?;
             let diff = diff(&golden, &old, header, &actual);
@@ -212,21 +247,46 @@ pub fn check(
                 diff: Some(diff),
             })
         }
-        (None, Mode::Accept) => {
+        (Recorded::Absent, Mode::Accept) => {
             write(&golden, &render(header, &actual))?;
             remove_if_present(&new)?;
             Ok(Verdict::Accepted { golden, diff: None })
         }
-        (Some(old), Mode::Check { ci }) => {
+        (Recorded::Corrupt(reason), Mode::Accept) => {
+            write(&golden, &render(header, &actual))?;
+            remove_if_present(&new)?;
+            let diff = format!("replaced a file that was not a golden file: {reason}\n");
+            Ok(Verdict::Accepted {
+                golden,
+                diff: Some(diff),
+            })
+        }
+        (Recorded::Golden(old), Mode::Check { ci }) => {
             let diff = diff(&golden, &old, header, &actual);
             let new = write_pending(new, ci, header, &actual)?;
             Ok(Verdict::Mismatch { golden, new, diff })
         }
-        (None, Mode::Check { ci }) => {
+        (Recorded::Absent, Mode::Check { ci }) => {
             let new = write_pending(new, ci, header, &actual)?;
             Ok(Verdict::Missing { golden, new })
         }
+        (Recorded::Corrupt(reason), Mode::Check { ci }) => {
+            let new = write_pending(new, ci, header, &actual)?;
+            Ok(Verdict::Corrupt {
+                golden,
+                reason,
+                new,
+            })
+        }
     }
+}
+
+/// What is at a golden file's path.
+enum Recorded {
+    Absent,
+    /// Something that is not a golden file (cut short by a crash, edited by hand).
+    Corrupt(String),
+    Golden(Golden),
 }
 
 /// Writes the `.snap.new` for review and returns its path; in CI writes nothing.
@@ -287,7 +347,8 @@ fn contents(text: &str) -> String {
     text.replace("\r\n", "\n").trim_end().to_string()
 }
 
-fn parse(path: &Path, text: &str) -> Result<Golden, GoldenError> {
+/// Reads the text of a golden file; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Golden, GoldenError> {
     let corrupt = |reason: &str| GoldenError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -365,7 +426,12 @@ impl RawHeader {
 fn diff(golden_path: &Path, old: &Golden, header: &Header, actual: &str) -> String {
     let old_text = format!("{}\n", old.content);
     let new_text = format!("{actual}\n");
-    let text_diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    // Myers' diff costs the product of length and differences: a deadline makes it fall back to
+    // a coarser (still correct) diff, so a huge mismatch reports in bounded time.
+    let text_diff = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .deadline(std::time::Instant::now() + DIFF_DEADLINE)
+        .diff_lines(&old_text, &new_text);
     let mut out = String::new();
     let first = text_diff
         .ops()
@@ -391,20 +457,81 @@ fn diff(golden_path: &Path, old: &Golden, header: &Header, actual: &str) -> Stri
         .context_radius(3)
         .header(&golden_path.display().to_string(), "this run")
         .to_string();
-    out.push_str(&unified);
+    let mut lines = unified.lines();
+    for line in lines.by_ref().take(DIFF_LINES) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    let more = lines.count();
+    if more > 0 {
+        let _ = writeln!(out, "... {more} more diff lines not shown");
+    }
     out
 }
 
+/// Writes `text` to `path` so that the file is, at every moment, either what it was or `text`
+/// whole: a temporary file in the same directory, flushed to disk, renamed over `path`, and the
+/// directory flushed. A kill or a full disk leaves the old file (and at most a temporary file,
+/// which the next write there removes).
 fn write(path: &Path, text: &str) -> Result<(), GoldenError> {
     let io = |source| GoldenError::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
     };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().expect("a golden path names a file");
+    remove_stale_temporaries(dir, name);
+    let tmp = temporary_path(dir, name, std::process::id());
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself lasts only once the directory is on disk.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::write(path, text).map_err(io)
+    written.map_err(io)
+}
+
+/// `.<name>.<pid>.tmp`: hidden, and naming the writer so a later run can tell it is stale.
+fn temporary_path(dir: &Path, name: &std::ffi::OsStr, pid: u32) -> PathBuf {
+    let mut file = std::ffi::OsString::from(".");
+    file.push(name);
+    file.push(format!(".{pid}.tmp"));
+    dir.join(file)
+}
+
+/// Removes the temporary files of `name` whose writer no longer runs (it was killed mid-write),
+/// and this process's own (a pid reused).
+fn remove_stale_temporaries(dir: &Path, name: &std::ffi::OsStr) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid == std::process::id() || !crate::stale::alive(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn remove_if_present(path: &Path) -> Result<(), GoldenError> {
@@ -614,22 +741,103 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_is_not_a_snapshot_is_an_error() {
+    fn a_file_that_is_not_a_snapshot_is_reported_and_accept_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
-        std::fs::write(&p, "just text\n").unwrap();
-        let err = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: false }).unwrap_err();
+        // What a kill used to leave: a golden file cut mid-line, and one that is empty.
+        let whole = render(&header(), OUTPUT);
+        for broken in ["just text\n", "", &whole[..40]] {
+            std::fs::write(&p, broken).unwrap();
+            let v = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: true }).unwrap();
+            let Verdict::Corrupt { reason, new, .. } = &v else {
+                panic!("{v:?}")
+            };
+            assert!(!v.passed());
+            assert_eq!(new, &None);
+            assert!(
+                v.summary().contains("it is not a golden file")
+                    && v.summary().contains("--accept` replaces it"),
+                "{}",
+                v.summary()
+            );
+            assert!(reason.contains("header"), "{reason}");
+            assert_eq!(
+                std::fs::read_to_string(&p).unwrap(),
+                broken,
+                "CI wrote nothing"
+            );
+
+            let v = check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
+            assert!(matches!(v, Verdict::Accepted { .. }), "{v:?}");
+            assert_eq!(read(&p).unwrap().content, OUTPUT.trim_end());
+        }
+        std::fs::write(&p, [0xff, 0xfe, b'\n']).unwrap();
+        let v = check(dir.path(), &header(), OUTPUT, Mode::Check { ci: false }).unwrap();
         assert!(
-            err.to_string()
-                .ends_with("is not a golden file: it does not start with a `---` header line"),
-            "{err}"
+            matches!(&v, Verdict::Corrupt { reason, new: Some(_), .. } if reason == "it is not UTF-8 text"),
+            "{v:?}"
         );
+        // `read` (for tools) still refuses such a file outright.
         std::fs::write(&p, "---\nsource: x\n").unwrap();
         let err = read(&p).unwrap_err();
         assert!(
             err.to_string()
                 .ends_with("its header has no closing `---` line"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn writing_leaves_no_temporary_file_and_removes_a_dead_writer_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::new("amd-f15h-dram-ce__kmsg.snap");
+        // A writer that was killed mid-write: its pid no longer exists.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = temporary_path(dir.path(), name, child.id());
+        std::fs::write(&dead, "half a golden fi").unwrap();
+        // Another file's temporary file, and one of a live writer, stay.
+        let other = temporary_path(dir.path(), std::ffi::OsStr::new("x.snap"), child.id());
+        std::fs::write(&other, "").unwrap();
+        let live = temporary_path(dir.path(), name, 1);
+        std::fs::write(&live, "").unwrap();
+
+        check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
+        let mut expected = vec![
+            name.to_string_lossy().into_owned(),
+            other.file_name().unwrap().to_string_lossy().into_owned(),
+            live.file_name().unwrap().to_string_lossy().into_owned(),
+        ];
+        expected.sort();
+        assert_eq!(files(dir.path()), expected);
+    }
+
+    #[test]
+    fn a_huge_mismatch_reports_a_bounded_diff() {
+        // 8 MB of output against a 100 KB golden file, every line different: Myers' diff alone
+        // would search for many seconds; the deadline and the line cap keep the report small.
+        let dir = tempfile::tempdir().unwrap();
+        let old: String = (0..2_000).map(|i| format!("old line {i:040}\n")).collect();
+        check(dir.path(), &header(), &old, Mode::Accept).unwrap();
+        let actual: String = (0..160_000)
+            .map(|i| format!("new line {i:040}\n"))
+            .collect();
+        assert!(actual.len() > 8_000_000);
+        let v = check(dir.path(), &header(), &actual, Mode::Check { ci: true }).unwrap();
+        let Verdict::Mismatch { diff, .. } = &v else {
+            panic!("{v:?}")
+        };
+        let lines: Vec<&str> = diff.lines().collect();
+        assert!(
+            lines[0].ends_with("amd-f15h-dram-ce__kmsg.snap:11"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines.len() <= DIFF_LINES + 2, "{}", lines.len());
+        assert!(
+            lines.last().unwrap().ends_with("more diff lines not shown"),
+            "{}",
+            lines.last().unwrap()
         );
     }
 }

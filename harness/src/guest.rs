@@ -171,6 +171,8 @@ pub struct Guest {
     agent: AgentClient,
     ready: Ready,
     boot_time: Duration,
+    /// While set, no request waits past it, whatever its own timeout (see [`Guest::end_requests_by`]).
+    requests_end_by: Option<Instant>,
     /// The run directory (sockets, console, initramfs); removed with the guest.
     _run_dir: tempfile::TempDir,
 }
@@ -260,6 +262,7 @@ impl Guest {
             agent,
             ready,
             boot_time,
+            requests_end_by: None,
             _run_dir: run_dir,
         })
     }
@@ -295,7 +298,10 @@ impl Guest {
         timeout: Duration,
         f: impl FnOnce(&mut AgentClient, Instant) -> Result<T, ClientError>,
     ) -> Result<T, GuestError> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        if let Some(end) = self.requests_end_by {
+            deadline = deadline.min(end);
+        }
         match f(&mut self.agent, deadline) {
             Ok(v) => Ok(v),
             Err(ClientError::Agent { message, .. }) => Err(GuestError::Refused {
@@ -304,6 +310,12 @@ impl Guest {
             }),
             Err(e) => Err(diagnose(&mut self.vm, what, e)),
         }
+    }
+
+    /// Makes every request end by `end` (`None`: by its own timeout only). A wait sets this to
+    /// its own deadline, so a frozen guest cannot stretch it by a request's timeout.
+    pub fn end_requests_by(&mut self, end: Option<Instant>) {
+        self.requests_end_by = end;
     }
 
     /// Waits up to `timeout` for the guest to die; returns the panic it reported, if any.

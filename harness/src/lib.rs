@@ -5,6 +5,8 @@ pub mod cmd;
 pub mod collect;
 pub mod diff;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod golden;
 pub mod guest;
 pub mod local;
@@ -14,4 +16,5 @@ pub mod profile;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod stale;
 pub mod target;

@@ -31,6 +31,52 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// The largest mce-inject file read (about 20,000 records; mce-test's files are a few KB).
+/// Parsing holds the whole file and its tokens: a bigger file is refused, not read.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// An mce-inject file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} is larger than {} MiB, the limit for an mce-inject file; split it", MAX_FILE_BYTES >> 20)]
+    TooBig { file: String },
+}
+
+/// The text of an mce-inject file from `reader`, refusing one over [`MAX_FILE_BYTES`] after
+/// reading at most one byte more; `file` names it in errors.
+pub fn read_text(reader: impl std::io::Read, file: &str) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|source| ReadError::Io {
+            file: file.to_string(),
+            source,
+        })?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooBig {
+            file: file.to_string(),
+        });
+    }
+    Ok(text)
+}
+
+/// [`read_text`] of the file at `path`.
+pub fn read_file(path: &std::path::Path) -> Result<String, ReadError> {
+    let file = path.display().to_string();
+    match std::fs::File::open(path) {
+        Ok(f) => read_text(f, &file),
+        Err(source) => Err(ReadError::Io { file, source }),
+    }
+}
+
 /// Parses every record of `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Vec<MceRecord>, ParseError> {
     Ok(parse_with_lines(text, file)?
@@ -640,6 +686,24 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_after_reading_one_byte_too_many() {
+        let limit = MAX_FILE_BYTES as usize;
+        let ok = " ".repeat(limit);
+        assert_eq!(read_text(ok.as_bytes(), "f").unwrap().len(), limit);
+        // An endless input: only limit + 1 bytes are ever read.
+        let err = read_text(std::io::repeat(b' '), "endless").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "endless is larger than 4 MiB, the limit for an mce-inject file; split it"
+        );
+        let err = read_file(std::path::Path::new("/no/such.mce")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot read /no/such.mce: "),
+            "{err}"
+        );
+    }
     use rand::Rng;
 
     fn one(text: &str) -> MceRecord {

@@ -149,6 +149,11 @@ fn exit_info(status: ExitStatus) -> ExitInfo {
     }
 }
 
+/// The most of a command's stdout or stderr kept; the rest is read and dropped, so the command
+/// never blocks on a full pipe. Above any collector's output limit (`collect::limit`), so a
+/// command printing more is still seen to.
+pub const CAPTURE_LIMIT: usize = 64 << 20;
+
 /// Output read by a thread, kept where the caller can take it even if the pipe never closes
 /// (a grandchild that kept it open).
 struct Capture {
@@ -167,9 +172,9 @@ impl Capture {
                 if n == 0 {
                     break;
                 }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&chunk[..n]);
+                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let room = CAPTURE_LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
             }
             let _ = tx.send(());
         });

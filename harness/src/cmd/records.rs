@@ -1,6 +1,6 @@
 //! `rasdrill records explain|dump`: machine-check records for people.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -83,15 +83,14 @@ pub fn run(cmd: RecordsCommand) -> Result<(), Failure> {
 /// The records of one mce-inject language file (`-` is standard input).
 pub fn read_records(file: &PathBuf) -> Result<Vec<rasdrill_inject::MceRecord>, Failure> {
     let (text, name) = if file.as_os_str() == "-" {
-        let mut text = String::new();
-        io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure::bad_input(format!("cannot read standard input: {e}")))?;
-        (text, "<stdin>".to_string())
+        let name = "<stdin>";
+        (
+            mcelang::read_text(io::stdin().lock(), name),
+            name.to_string(),
+        )
     } else {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", file.display())))?;
-        (text, file.display().to_string())
+        (mcelang::read_file(file), file.display().to_string())
     };
+    let text = text.map_err(Failure::bad_input)?;
     Ok(mcelang::parse(&text, &name)?)
 }

@@ -55,6 +55,9 @@ pub struct Command {
     started: bool,
     /// The last collection, taken by `stop`.
     final_collection: Option<Collected>,
+    /// Why `collect` timed out, once it has: it is not run again (by `stop`, say), so a hung
+    /// command costs its limit once.
+    hung: Option<String>,
 }
 
 impl Command {
@@ -72,6 +75,7 @@ impl Command {
             cwd,
             started: false,
             final_collection: None,
+            hung: None,
         }
     }
 
@@ -87,7 +91,7 @@ impl Command {
 
     /// Runs one of the commands; anything but exit code 0 is the collector's failure.
     fn run(
-        &self,
+        &mut self,
         target: &mut dyn Target,
         role: &str,
         argv: &[String],
@@ -97,14 +101,15 @@ impl Command {
             .run(&self.run_spec(argv))
             .map_err(|e| CollectError::target(name, e))?;
         if out.timed_out {
-            return Err(CollectError::failed(
-                name,
-                format!(
-                    "`{role}` {argv:?} did not finish within {} s and was killed{}",
-                    RUN_TIMEOUT.as_secs(),
-                    stderr_note(&out.stderr)
-                ),
-            ));
+            let message = format!(
+                "`{role}` {argv:?} did not finish within {} s and was killed{}",
+                RUN_TIMEOUT.as_secs(),
+                stderr_note(&out.stderr)
+            );
+            if role == "collect" {
+                self.hung = Some(message.clone());
+            }
+            return Err(CollectError::failed(name, message));
         }
         if !out.exit.success() {
             let how = match (out.exit.code, out.exit.signal) {
@@ -204,6 +209,9 @@ impl Collector for Command {
         if let Some(done) = &self.final_collection {
             return Ok(done.clone());
         }
+        if let Some(why) = &self.hung {
+            return Err(CollectError::failed(&self.spec.name, why.clone()));
+        }
         let out = self.run(target, "collect", &self.spec.collect.clone())?;
         let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
         let records = lines.iter().filter(|l| !l.trim().is_empty()).count();
@@ -256,6 +264,52 @@ mod tests {
             })
             .collect();
         assert_eq!(guests, ["/usr/bin/sh", "/usr/bin/tool"]);
+    }
+
+    /// Answers every `run` as a command that hit its timeout, counting the requests.
+    #[derive(Default)]
+    struct Hangs {
+        runs: usize,
+    }
+
+    impl Target for Hangs {
+        fn request(
+            &mut self,
+            _: &str,
+            request: crate::agent::protocol::Request,
+            _: Duration,
+        ) -> Result<crate::agent::protocol::Reply, crate::target::TargetError> {
+            assert!(matches!(request, crate::agent::protocol::Request::Run(_)));
+            self.runs += 1;
+            Ok(crate::agent::protocol::Reply::Run(RunOutput {
+                exit: crate::agent::protocol::ExitInfo {
+                    code: None,
+                    signal: Some(9),
+                },
+                stdout: String::new(),
+                stderr: String::new(),
+                timed_out: true,
+                elapsed_ms: RUN_TIMEOUT.as_millis() as u64,
+            }))
+        }
+    }
+
+    #[test]
+    fn a_hung_collect_costs_its_limit_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Command::new(spec(&[]), dir.path(), BTreeMap::new(), None);
+        let mut target = Hangs::default();
+        let err = c.collect(&mut target).unwrap_err().to_string();
+        assert!(
+            err.contains("did not finish within 30 s and was killed"),
+            "{err}"
+        );
+        // The runner stops every collector after a failed step, and stop collects one last
+        // time: that must not wait for the hung command again.
+        let stopped = c.stop(&mut target).unwrap_err().to_string();
+        assert_eq!(stopped, err);
+        assert_eq!(c.collect(&mut target).unwrap_err().to_string(), err);
+        assert_eq!(target.runs, 1, "the hung command ran once");
     }
 
     #[test]

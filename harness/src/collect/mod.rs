@@ -17,6 +17,7 @@
 
 pub mod command;
 pub mod kmsg;
+pub mod limit;
 pub mod rasdaemon;
 pub mod trace;
 
@@ -186,8 +187,15 @@ fn scenario_dir(scenario: &scenario::Scenario) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// A fresh collector for one scenario, as the scenario declares it.
+/// A fresh collector for one scenario, as the scenario declares it, its output capped.
 pub fn build(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {
+    Ok(Box::new(limit::Limited::new(
+        build_kind(c, ctx)?,
+        limit::DEFAULT_OUTPUT_LIMIT,
+    )))
+}
+
+fn build_kind(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {
     Ok(match &c.kind {
         CollectorKind::Kmsg { filter } => Box::new(kmsg::Kmsg::new(filter.as_deref())?),
         CollectorKind::Trace { events } => Box::new(trace::Trace::new(events)),

@@ -47,7 +47,7 @@ struct Failure<'a> {
 #[derive(Serialize)]
 struct Golden<'a> {
     collector: &'a str,
-    /// matched, mismatch, missing or accepted.
+    /// matched, mismatch, missing, corrupt or accepted.
     verdict: &'static str,
     golden: Option<String>,
     new: Option<String>,
@@ -105,6 +105,12 @@ fn golden(g: &GoldenResult) -> Golden<'_> {
         ),
         Verdict::Missing { golden, new } => (
             "missing",
+            Some(path(golden)),
+            new.as_deref().map(path),
+            None,
+        ),
+        Verdict::Corrupt { golden, new, .. } => (
+            "corrupt",
             Some(path(golden)),
             new.as_deref().map(path),
             None,

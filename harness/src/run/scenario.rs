@@ -20,6 +20,9 @@ use crate::target::{Target, TargetError};
 
 /// The longest the output may keep growing after the last step.
 const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// How far past its `timeout_s` a wait may end: the poll under way at the deadline finishes
+/// (documented with `wait` in docs/scenarios.md).
+pub const WAIT_MARGIN: Duration = Duration::from_secs(2);
 /// How many lines a failed wait quotes.
 const QUOTED_LINES: usize = 20;
 
@@ -100,6 +103,13 @@ enum Place<'a> {
 }
 
 impl Place<'_> {
+    /// Ends a guest's requests by `end`; local requests end by their own timeouts.
+    fn end_requests_by(&mut self, end: Option<Instant>) {
+        if let Place::Guest(g) = self {
+            g.end_requests_by(end);
+        }
+    }
+
     fn target(&mut self) -> &mut dyn Target {
         match self {
             Place::Guest(g) => &mut **g,
@@ -449,8 +459,12 @@ fn wait(w: &Wait, collectors: &mut [Box<dyn Collector>], place: &mut Place) -> R
         .find(|c| c.name() == w.collector)
         .expect("validation checked that wait names a collector");
     let started = Instant::now();
+    // A frozen guest does not answer the poll under way at the deadline: the poll ends too.
+    place.end_requests_by(Some(started + w.timeout + WAIT_MARGIN));
     let poll = || collector.collect(place.target()).map_err(Trouble::collect);
-    let (last, reached) = settle(w.timeout, QUIET, POLL, poll, |got| satisfied(&w.until, got))?;
+    let settled = settle(w.timeout, QUIET, POLL, poll, |got| satisfied(&w.until, got));
+    place.end_requests_by(None);
+    let (last, reached) = settled?;
     if reached {
         Ok(())
     } else {

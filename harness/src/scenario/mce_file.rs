@@ -16,9 +16,14 @@ pub(crate) struct FileProblem {
 
 /// Every record of the file, each with the line it starts on.
 pub(crate) fn read_records(path: &Path) -> Result<Vec<(Loc, MceRecord)>, FileProblem> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileProblem {
+    let text = mcelang::read_file(path).map_err(|e| FileProblem {
         loc: Loc::default(),
-        message: format!("cannot read the mce-inject file: {e}"),
+        message: match e {
+            mcelang::ReadError::Io { source, .. } => {
+                format!("cannot read the mce-inject file: {source}")
+            }
+            too_big => too_big.to_string(),
+        },
     })?;
     let records =
         mcelang::parse_with_lines(&text, &path.display().to_string()).map_err(|e| FileProblem {

@@ -10,5 +10,6 @@ mod inject_edac;
 mod lock;
 mod rasdaemon;
 mod records;
+mod reliable;
 mod run;
 mod support;

@@ -1,0 +1,283 @@
+//! Faults a hostile user (or bad luck) brings: kills at the worst moment, planted symlinks,
+//! oversized inputs. Each test here failed before its fix (issue 12).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use assert_cmd::cargo::cargo_bin;
+
+use crate::support::{rasdrill, text, Cpu, FakeMachine, DEADLINE, LOCK};
+
+/// A local scenario on an empty stand-in tree whose one `command` collector prints `lines`
+/// lines of `word`, in `dir`.
+fn big_output_scenario(dir: &Path, word: &str, lines: usize) -> PathBuf {
+    fs::create_dir_all(dir.join("tree")).unwrap();
+    let file = dir.join("big.yaml");
+    fs::write(
+        &file,
+        format!(
+            "name: big\n\
+             description: a collector with a lot to say\n\
+             target: {{local: {{root: tree}}}}\n\
+             collectors:\n\
+             \x20 - command: {{name: out, collect: [sh, -c, 'yes {word} | head -n {lines}']}}\n\
+             steps: [{{sleep_ms: 1}}]\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Each entry of `dir`: name, inode, length.
+fn listing(dir: &Path) -> BTreeMap<String, (u64, u64)> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some((
+                        e.file_name().to_string_lossy().into_owned(),
+                        (m.ino(), m.len()),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn accept(scenario: &Path, golden: &Path) -> Command {
+    let mut cmd = Command::new(cargo_bin("rasdrill"));
+    cmd.arg("run")
+        .arg("--accept")
+        .arg("--golden")
+        .arg(golden)
+        .arg(scenario)
+        .env_remove("CI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+#[test]
+fn sigkill_while_accepting_a_big_output_never_leaves_a_cut_golden_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = dir.path().join("golden");
+    let snap = golden.join("big__out.snap");
+    // About 5 MB a version: the write takes milliseconds, and the kill lands inside it.
+    let lines = 250_000;
+    let whole = |word: &str| vec![word; lines].join("\n");
+    let versions = ["first-version-of-it", "second-version-of-it"];
+    for round in 0..4 {
+        let (old, new) = (versions[round % 2], versions[(round + 1) % 2]);
+        let scenario = big_output_scenario(dir.path(), old, lines);
+        let status = accept(&scenario, &golden).status().unwrap();
+        assert!(status.success(), "round {round}: accepting {old}: {status}");
+        assert_eq!(
+            rasdrill::golden::read(&snap).unwrap().content,
+            whole(old),
+            "round {round}"
+        );
+        let before = listing(&golden);
+        assert_eq!(before.len(), 1, "round {round}: {before:?}");
+
+        // Kill it the moment anything in golden/ changes: in the middle of writing.
+        let scenario = big_output_scenario(dir.path(), new, lines);
+        let mut child = accept(&scenario, &golden).spawn().unwrap();
+        let started = Instant::now();
+        let killed = loop {
+            if listing(&golden) != before {
+                child.kill().unwrap();
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            assert!(started.elapsed() < DEADLINE, "round {round}: still running");
+        };
+        child.wait().unwrap();
+        assert!(
+            killed,
+            "round {round}: rasdrill finished before it was seen writing"
+        );
+        let content = match rasdrill::golden::read(&snap) {
+            Ok(g) => g.content,
+            Err(e) => panic!("round {round}: a kill mid-write left a broken golden file: {e}"),
+        };
+        assert!(
+            content == whole(old) || content == whole(new),
+            "round {round}: the golden file holds {} bytes of neither version",
+            content.len()
+        );
+    }
+    // The next run cleans what the kills left; the golden file is whole.
+    let scenario = big_output_scenario(dir.path(), "last", 3);
+    let out = accept(&scenario, &golden).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let left: Vec<String> = listing(&golden).into_keys().collect();
+    assert_eq!(left, ["big__out.snap"]);
+}
+
+#[test]
+fn a_symlink_planted_at_the_lock_path_is_refused_and_nothing_is_written() {
+    let m = FakeMachine::new(Cpu::Amd);
+    let victim = m.path("etc/important");
+    fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    fs::write(&victim, "precious\n").unwrap();
+    fs::create_dir_all(m.path(LOCK).parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, m.path(LOCK)).unwrap();
+    let before = m.snapshot();
+    let out = m
+        .inject(&[
+            "--cpu",
+            "0",
+            "--bank",
+            "4",
+            "--status",
+            "0x9c7d410092080813",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert_eq!(
+        m.redact(&out.stderr),
+        "error: refusing the lock <root>/run/lock/rasdrill.lock: it is a symbolic link; \
+         remove it if you did not put it there\n"
+    );
+    assert_eq!(
+        m.snapshot(),
+        before,
+        "nothing was written, the victim least of all"
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn an_mce_inject_file_over_the_limit_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 GiB, sparse: reading it whole would take the memory the old reader took.
+    let big = dir.path().join("big.mce");
+    fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    let expected = format!(
+        "error: {} is larger than 4 MiB, the limit for an mce-inject file; split it\n",
+        big.display()
+    );
+    let out = rasdrill()
+        .args(["records", "dump"])
+        .arg(&big)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert_eq!(text(&out.stderr), expected);
+    let out = rasdrill()
+        .args(["inject", "--dry-run", "--file"])
+        .arg(&big)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert_eq!(text(&out.stderr), expected);
+}
+
+#[test]
+fn a_collector_over_the_output_limit_fails_clearly_and_writes_no_golden_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300,000 lines of 31 bytes: 9.3 MB, over the 8 MiB default.
+    let scenario = big_output_scenario(dir.path(), &"x".repeat(30), 300_000);
+    let golden = dir.path().join("golden");
+    let out = Command::new(cargo_bin("rasdrill"))
+        .args(["run", "--accept", "--golden"])
+        .arg(&golden)
+        .arg(&scenario)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "collector `out`: its output is 9300000 bytes (300000 lines), over the limit of 8388608 bytes"
+        ),
+        "{stderr}"
+    );
+    assert!(listing(&golden).is_empty(), "{:?}", listing(&golden));
+}
+
+#[test]
+fn a_frozen_guest_fails_its_wait_at_the_timeout_plus_the_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("rd-test-")
+        .tempdir()
+        .unwrap();
+    let scenario = dir.path().join("frozen.yaml");
+    fs::write(
+        &scenario,
+        "name: frozen\n\
+         description: a guest that stops answering during a wait\n\
+         machine: {profile: amd-f15h}\n\
+         collectors: [kmsg]\n\
+         steps:\n\
+         \x20 - sleep_ms: 1500\n\
+         \x20 - wait: {collector: kmsg, line: never printed, timeout_s: 4}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(cargo_bin("rasdrill"))
+        .args(["run", "--ci", "--accel", "tcg"])
+        .arg(&scenario)
+        .env("TMPDIR", tmp.path())
+        .env_remove("RASDRILL_QEMU")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Freeze QEMU (SIGSTOP: no vCPU, no serial line) while the first step sleeps.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE * 3;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let sleeping = line.contains("steps[0]") && !line.contains("done");
+        seen.push(line);
+        if sleeping {
+            break;
+        }
+    }
+    let qemu = crate::support::qemu_pids_mentioning(tmp.path());
+    assert_eq!(qemu.len(), 1, "{qemu:?}\n{}", seen.join("\n"));
+    let pid = nix::unistd::Pid::from_raw(qemu[0] as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(line);
+    }
+    let status = child.wait().unwrap();
+    let seen = seen.join("\n");
+    assert_eq!(status.code(), Some(4), "{seen}");
+    // `steps[1] FAILED after 6.59 s: ...`: the wait's 4 s, its 2 s margin, and no more
+    // (before, the poll under way waited out its own 30 s).
+    let after: f64 = seen
+        .lines()
+        .find_map(|l| l.split("steps[1] FAILED after ").nth(1))
+        .and_then(|rest| rest.split(" s").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failed wait in:\n{seen}"));
+    assert!((4.0..8.0).contains(&after), "{after} s\n{seen}");
+    assert!(
+        crate::support::qemu_pids_mentioning(tmp.path()).is_empty(),
+        "the frozen QEMU survived"
+    );
+}
