@@ -819,7 +819,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old: String = (0..2_000).map(|i| format!("old line {i:040}\n")).collect();
         check(dir.path(), &header(), &old, Mode::Accept).unwrap();
-        let actual: String = (0..160_000)
+        let actual: String = (0..170_000)
             .map(|i| format!("new line {i:040}\n"))
             .collect();
         assert!(actual.len() > 8_000_000);

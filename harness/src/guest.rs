@@ -206,13 +206,10 @@ impl Guest {
         accel: Accel,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Guest, GuestError> {
-        let run_dir = tempfile::Builder::new()
-            .prefix("rasdrill-")
-            .tempdir()
-            .map_err(|source| GuestError::RunDir {
-                dir: std::env::temp_dir(),
-                source,
-            })?;
+        let run_dir = crate::stale::temp_dir("guest").map_err(|source| GuestError::RunDir {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
         let initrd = run_dir.path().join("initramfs.cpio");
         build_initramfs(spec, &initrd)?;
 

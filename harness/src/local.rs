@@ -76,14 +76,11 @@ impl LocalTarget {
             None => (PathBuf::from("/"), None),
             Some(r) if r == Path::new("/") => (PathBuf::from("/"), None),
             Some(tree) => {
-                let copy = tempfile::Builder::new()
-                    .prefix("rasdrill-root-")
-                    .tempdir()
-                    .map_err(|source| LocalError::Copy {
-                        from: tree.to_path_buf(),
-                        to: std::env::temp_dir(),
-                        source,
-                    })?;
+                let copy = crate::stale::temp_dir("root").map_err(|source| LocalError::Copy {
+                    from: tree.to_path_buf(),
+                    to: std::env::temp_dir(),
+                    source,
+                })?;
                 copy_tree(tree, copy.path()).map_err(|source| LocalError::Copy {
                     from: tree.to_path_buf(),
                     to: copy.path().to_path_buf(),

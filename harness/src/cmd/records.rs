@@ -1,7 +1,7 @@
 //! `rasdrill records explain|dump`: machine-check records for people.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use rasdrill_inject::mcelang;
@@ -81,7 +81,7 @@ pub fn run(cmd: RecordsCommand) -> Result<(), Failure> {
 }
 
 /// The records of one mce-inject language file (`-` is standard input).
-pub fn read_records(file: &PathBuf) -> Result<Vec<rasdrill_inject::MceRecord>, Failure> {
+pub fn read_records(file: &Path) -> Result<Vec<rasdrill_inject::MceRecord>, Failure> {
     let (text, name) = if file.as_os_str() == "-" {
         let name = "<stdin>";
         (

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use rasdrill_qemu::wait::{wait_until, Deadline};
@@ -387,4 +387,80 @@ fn cached_modules_dir() -> PathBuf {
         .expect("the tests need a cached kernel: run `rasdrill kernel fetch` (ci/test does)");
     assert!(Path::new(&kernel.modules_dir).is_dir());
     kernel.modules_dir
+}
+
+/// A wait on a guest that stops answering ends at its deadline plus the documented margin
+/// (issue 12: it used to wait out the poll's own 30 s).
+#[test]
+fn a_frozen_guest_fails_its_wait_at_the_timeout_plus_the_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("rd-test-")
+        .tempdir()
+        .unwrap();
+    let scenario = dir.path().join("frozen.yaml");
+    fs::write(
+        &scenario,
+        "name: frozen\n\
+         description: a guest that stops answering during a wait\n\
+         machine: {profile: amd-f15h}\n\
+         collectors: [kmsg]\n\
+         steps:\n\
+         \x20 - sleep_ms: 1500\n\
+         \x20 - wait: {collector: kmsg, line: never printed, timeout_s: 4}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(cargo_bin("rasdrill"))
+        .args(["run", "--ci", "--accel", "tcg"])
+        .arg(&scenario)
+        .env("TMPDIR", tmp.path())
+        .env_remove("RASDRILL_QEMU")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Freeze QEMU (SIGSTOP: no vCPU, no serial line) while the first step sleeps.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE * 3;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let sleeping = line.contains("steps[0]") && !line.contains("done");
+        seen.push(line);
+        if sleeping {
+            break;
+        }
+    }
+    let qemu = crate::support::qemu_pids_mentioning(tmp.path());
+    assert_eq!(qemu.len(), 1, "{qemu:?}\n{}", seen.join("\n"));
+    let pid = nix::unistd::Pid::from_raw(qemu[0] as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(line);
+    }
+    let status = child.wait().unwrap();
+    let seen = seen.join("\n");
+    assert_eq!(status.code(), Some(4), "{seen}");
+    // `steps[1] FAILED after 6.59 s: ...`: the wait's 4 s, its 2 s margin, and no more
+    // (before, the poll under way waited out its own 30 s).
+    let after: f64 = seen
+        .lines()
+        .find_map(|l| l.split("steps[1] FAILED after ").nth(1))
+        .and_then(|rest| rest.split(" s").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failed wait in:\n{seen}"));
+    assert!((4.0..8.0).contains(&after), "{after} s\n{seen}");
+    assert!(
+        crate::support::qemu_pids_mentioning(tmp.path()).is_empty(),
+        "the frozen QEMU survived"
+    );
 }
