@@ -71,7 +71,7 @@ mod tests {
         let live = make(&format!("rasdrill-{}-guest-abc", std::process::id()));
         let other = make("rasdrill-notapid");
         std::fs::write(parent.path().join(format!("rasdrill-{dead}-file")), "").unwrap();
-        assert_eq!(remove_dead_temp_dirs(parent.path()), [gone.clone()]);
+        assert_eq!(remove_dead_temp_dirs(parent.path()), vec![gone.clone()]);
         assert!(!gone.exists() && live.exists() && other.exists());
         assert!(parent.path().join(format!("rasdrill-{dead}-file")).exists());
     }
