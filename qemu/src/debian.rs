@@ -87,6 +87,7 @@ impl fmt::Display for FetchEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageCache {
     cache_root: PathBuf,
+    apt: Apt,
 }
 
 impl PackageCache {
@@ -95,7 +96,24 @@ impl PackageCache {
     pub fn new(cache_root: impl Into<PathBuf>) -> PackageCache {
         PackageCache {
             cache_root: cache_root.into(),
+            apt: Apt::host(),
         }
+    }
+
+    /// The same cache, with packages from another Debian suite (`trixie`): apt reads that
+    /// suite's lists from `<cache_root>/apt/<suite>`, updated on first use; the machine's apt
+    /// sources are never changed.
+    pub fn for_suite(cache_root: impl Into<PathBuf>, suite: &str) -> PackageCache {
+        let cache_root = cache_root.into();
+        PackageCache {
+            apt: Apt::suite(&cache_root, suite),
+            cache_root,
+        }
+    }
+
+    /// The cache's root directory.
+    pub fn root(&self) -> &Path {
+        &self.cache_root
     }
 
     /// `<cache>/packages`.
@@ -119,7 +137,8 @@ impl PackageCache {
         names: &[&str],
         progress: &mut dyn FnMut(FetchEvent),
     ) -> Result<Vec<Package>, DebianError> {
-        let versions = candidate_versions(names)?;
+        self.apt.update_if_stale()?;
+        let versions = self.apt.candidate_versions(names)?;
         let packages: Vec<Package> = names
             .iter()
             .zip(&versions)
@@ -142,7 +161,7 @@ impl PackageCache {
         progress(FetchEvent::Downloading {
             packages: missing.iter().map(|p| spec(p)).collect(),
         });
-        let debs = download(&wanted, work.path())?;
+        let debs = self.apt.download(&wanted, work.path())?;
         for (package, deb) in missing.iter().zip(&debs) {
             let bytes = fs::metadata(deb).map(|m| m.len()).unwrap_or(0);
             let file = deb.file_name().unwrap_or_default().to_string_lossy().into();
@@ -199,25 +218,168 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DebianError {
 }
 
 /// apt's candidate version of each package (what `apt-get download <name>` would fetch),
-/// in the order of `names`.
+/// in the order of `names`, from the machine's own apt sources.
 pub fn candidate_versions(names: &[&str]) -> Result<Vec<String>, DebianError> {
-    if names.is_empty() {
-        return Ok(Vec::new());
+    Apt::host().candidate_versions(names)
+}
+
+/// Downloads exact versions with one `apt-get download` into `dir`, from the machine's own apt
+/// sources; returns each package's .deb, in the order given. Needs apt's lists, not root.
+pub fn download(packages: &[(String, String)], dir: &Path) -> Result<Vec<PathBuf>, DebianError> {
+    Apt::host().download(packages, dir)
+}
+
+/// The Debian suites rasdrill can fetch from besides the machine's own, and the archive that
+/// serves them (signed with the keys of debian-archive-keyring, which every Debian system has).
+const ARCHIVE: &str = "http://deb.debian.org/debian";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// A suite's lists older than this are fetched again: the archive drops superseded versions.
+const LISTS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How apt is run: with the machine's configuration, or with one suite's own source list and
+/// lists inside rasdrill's cache (apt's `Dir::Etc::SourceList`, `Dir::State::Lists`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apt {
+    /// `None`: the machine's apt as it is.
+    suite: Option<SuiteDirs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SuiteDirs {
+    name: String,
+    /// `<cache>/apt/<suite>`: sources.list, lists/, cache/.
+    dir: PathBuf,
+}
+
+impl Apt {
+    pub fn host() -> Apt {
+        Apt { suite: None }
     }
-    let text = run(Command::new("apt-cache").arg("policy").args(names))?;
-    let candidates = parse_policy(&text);
-    names
-        .iter()
-        .map(|name| {
-            candidates
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, v)| v.clone())
-                .ok_or_else(|| DebianError::UnknownPackage {
-                    package: name.to_string(),
-                })
-        })
+
+    /// `suite` of Debian's archive, read with lists under `<cache_root>/apt/<suite>`.
+    pub fn suite(cache_root: &Path, suite: &str) -> Apt {
+        Apt {
+            suite: Some(SuiteDirs {
+                name: suite.to_owned(),
+                dir: cache_root.join("apt").join(suite),
+            }),
+        }
+    }
+
+    /// The `-o` options that point apt at the suite's own files.
+    fn options(&self) -> Vec<String> {
+        let Some(s) = &self.suite else {
+            return Vec::new();
+        };
+        let d = |rel: &str| s.dir.join(rel).display().to_string();
+        vec![
+            format!("Dir::Etc::SourceList={}", d("sources.list")),
+            format!("Dir::Etc::SourceParts={}", d("sources.list.d")),
+            format!("Dir::State::Lists={}", d("lists")),
+            format!("Dir::Cache={}", d("cache")),
+            // Only package lists: no AppStream metadata or icons.
+            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
+            "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".to_owned(),
+            "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".to_owned(),
+        ]
+        .into_iter()
+        .flat_map(|o| ["-o".to_owned(), o])
         .collect()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.args(self.options());
+        c
+    }
+
+    /// For a suite: writes its source list and runs `apt-get update` when its lists are
+    /// missing or older than a day. The machine's apt needs nothing.
+    pub fn update_if_stale(&self) -> Result<(), DebianError> {
+        let Some(s) = &self.suite else {
+            return Ok(());
+        };
+        let lists = s.dir.join("lists");
+        // apt dates its list files by the archive's clock: our own stamp says when we updated.
+        let stamp = s.dir.join("updated");
+        let fresh = fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < LISTS_MAX_AGE));
+        if fresh {
+            return Ok(());
+        }
+        for dir in [
+            lists.join("partial"),
+            s.dir.join("sources.list.d"),
+            s.dir.join("cache/archives/partial"),
+        ] {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let list = s.dir.join("sources.list");
+        let line = format!("deb [signed-by={KEYRING}] {ARCHIVE} {} main\n", s.name);
+        fs::write(&list, line).map_err(io(&list))?;
+        run(self.command("apt-get").args(["update", "-qq"]))?;
+        fs::write(&stamp, "").map_err(io(&stamp))
+    }
+
+    /// apt's candidate version of each package, in the order of `names`.
+    pub fn candidate_versions(&self, names: &[&str]) -> Result<Vec<String>, DebianError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = run(self.command("apt-cache").arg("policy").args(names))?;
+        let candidates = parse_policy(&text);
+        names
+            .iter()
+            .map(|name| {
+                candidates
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| v.clone())
+                    .ok_or_else(|| DebianError::UnknownPackage {
+                        package: name.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Downloads exact versions with one `apt-get download` into `dir`; returns each package's
+    /// .deb, in the order given. Needs apt's lists, not root.
+    pub fn download(
+        &self,
+        packages: &[(String, String)],
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, DebianError> {
+        if packages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args: Vec<String> = packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        run(self
+            .command("apt-get")
+            .args(["download", "-q"])
+            .args(&args)
+            .current_dir(dir))?;
+        let files: Vec<String> = fs::read_dir(dir)
+            .map_err(io(dir))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(io(dir))?;
+        packages
+            .iter()
+            .map(|(name, _)| {
+                // apt names them `<name>_<version, ':' as %3a>_<arch>.deb`; a name has no `_`.
+                let prefix = format!("{name}_");
+                files
+                    .iter()
+                    .find(|f| f.starts_with(&prefix) && f.ends_with(".deb"))
+                    .map(|f| dir.join(f))
+                    .ok_or_else(|| DebianError::Tool {
+                        command: format!("apt-get download {}", args.join(" ")),
+                        detail: format!("no {prefix}*.deb appeared in {}", dir.display()),
+                    })
+            })
+            .collect()
+    }
 }
 
 /// `(package, candidate)` pairs from `apt-cache policy` (run in the C locale); `None` when
@@ -236,39 +398,6 @@ fn parse_policy(text: &str) -> Vec<(String, Option<String>)> {
         }
     }
     found
-}
-
-/// Downloads exact versions with one `apt-get download` into `dir`; returns each package's
-/// .deb, in the order given. Needs apt's lists, not root.
-pub fn download(packages: &[(String, String)], dir: &Path) -> Result<Vec<PathBuf>, DebianError> {
-    if packages.is_empty() {
-        return Ok(Vec::new());
-    }
-    let args: Vec<String> = packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    run(Command::new("apt-get")
-        .args(["download", "-q"])
-        .args(&args)
-        .current_dir(dir))?;
-    let files: Vec<String> = fs::read_dir(dir)
-        .map_err(io(dir))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(io(dir))?;
-    packages
-        .iter()
-        .map(|(name, _)| {
-            // apt names them `<name>_<version, ':' as %3a>_<arch>.deb`; a name has no `_`.
-            let prefix = format!("{name}_");
-            files
-                .iter()
-                .find(|f| f.starts_with(&prefix) && f.ends_with(".deb"))
-                .map(|f| dir.join(f))
-                .ok_or_else(|| DebianError::Tool {
-                    command: format!("apt-get download {}", args.join(" ")),
-                    detail: format!("no {prefix}*.deb appeared in {}", dir.display()),
-                })
-        })
-        .collect()
 }
 
 /// `dpkg-deb -x deb dest`: the package's files, no maintainer scripts, no root needed.

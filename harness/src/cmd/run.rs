@@ -7,6 +7,7 @@ use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::{Kernel, KernelCache, KernelError};
 
 use crate::cmd::kernel::KernelArgs;
+use crate::collect::rasdaemon_build::RasdaemonBuild;
 use crate::exit::{Code, Failure};
 use crate::golden::{self, Mode};
 use crate::guest::AccelChoice;
@@ -64,6 +65,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
 
+    /// The rasdaemon of scenarios that do not choose one: 0.6.8 (Debian 12), 0.8.3 (Debian 13,
+    /// fetched with its own apt lists inside the cache), or the path of a rasdaemon you built
+    #[arg(
+        long,
+        value_name = "VERSION|PATH",
+        default_value = "0.6.8",
+        help_heading = "Guest"
+    )]
+    pub rasdaemon: RasdaemonBuild,
+
     /// Local scenarios on this machine: allow uncorrected and deferred errors
     #[arg(long, help_heading = "Safety")]
     pub allow_uncorrected: bool,
@@ -104,6 +115,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         },
         kernel,
         agent: super::this_executable()?,
+        rasdaemon: args.rasdaemon.clone(),
     };
     let report = run::run(&scenarios, &options, &mut Progress::stderr());
     print!("{}", report.summary());

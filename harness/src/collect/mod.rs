@@ -19,6 +19,7 @@ pub mod command;
 pub mod kmsg;
 pub mod limit;
 pub mod rasdaemon;
+pub mod rasdaemon_build;
 pub mod trace;
 
 use std::collections::BTreeMap;
@@ -152,6 +153,8 @@ pub struct Context {
     pub env: BTreeMap<String, String>,
     /// Their working directory (`None`: the target's default).
     pub cwd: Option<PathBuf>,
+    /// The rasdaemon of scenarios that do not choose one.
+    pub rasdaemon: rasdaemon_build::RasdaemonBuild,
 }
 
 impl Context {
@@ -216,6 +219,8 @@ fn build_kind(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collecto
             ctx.env.clone(),
             ctx.cwd.clone(),
         )),
-        CollectorKind::Rasdaemon => Box::new(rasdaemon::Rasdaemon::from_env()?),
+        CollectorKind::Rasdaemon { build } => Box::new(rasdaemon::Rasdaemon::from_env(
+            build.clone().unwrap_or_else(|| ctx.rasdaemon.clone()),
+        )?),
     })
 }

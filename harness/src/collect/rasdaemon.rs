@@ -1,9 +1,9 @@
-//! The `rasdaemon` collector: Debian's rasdaemon running inside the guest, what it printed
-//! about each event and the rows of its SQLite database.
+//! The `rasdaemon` collector: rasdaemon running inside the guest, what it printed about each
+//! event and the rows of its SQLite database.
 //!
-//! The guest gets three Debian packages, fetched once into rasdrill's cache: `rasdaemon`,
-//! `sqlite3` (to read the database; perl's `ras-mc-ctl` would add 30 MB and seconds of boot)
-//! and `libsqlite3-0`, which both link (the host need not have it installed).
+//! Which rasdaemon (Debian 12's 0.6.8 by default, Debian 13's 0.8.3, or one you built) is
+//! [`RasdaemonBuild`]'s business: it fetches the packages once into rasdrill's cache, with
+//! `sqlite3` to read the database (perl's `ras-mc-ctl` would add 30 MB and seconds of boot).
 //!
 //! Each scenario gets a fresh daemon and an empty database, so what one scenario recorded is
 //! never seen by the next:
@@ -29,24 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rasdrill_qemu::debian::{Package, PackageCache};
 use rasdrill_qemu::kernel::KernelCache;
 
 use crate::agent::protocol::{RunSpec, SpawnSpec, Spawned};
+use crate::collect::rasdaemon_build::{Program, RasdaemonBuild};
 use crate::collect::{CollectError, Collected, Collector, GuestNeeds};
-use crate::guest::ExtraFile;
 use crate::target::{Target, TargetError};
 
 /// The collector's name in scenarios, and the name the daemon is spawned under.
 pub const NAME: &str = "rasdaemon";
-
-/// The Debian packages the guest gets: the daemon, the shell that reads its database, and the
-/// library both link.
-pub const PACKAGES: [&str; 3] = ["rasdaemon", "sqlite3", "libsqlite3-0"];
-
-/// The programs, in their packages and in the guest.
-pub const RASDAEMON: &str = "/usr/sbin/rasdaemon";
-pub const SQLITE3: &str = "/usr/bin/sqlite3";
 
 /// rasdaemon's state directory and database (compiled into Debian's build).
 pub const STATE_DIR: &str = "/var/lib/rasdaemon";
@@ -103,7 +94,9 @@ struct Table {
 
 /// The `rasdaemon` collector of one scenario.
 pub struct Rasdaemon {
-    packages: PackageCache,
+    /// rasdrill's cache, where the packages are.
+    cache_root: PathBuf,
+    build: RasdaemonBuild,
     /// The daemon's output files, once started.
     spawned: Option<Spawned>,
     /// The database's tables, read once rasdaemon created them.
@@ -113,21 +106,23 @@ pub struct Rasdaemon {
 }
 
 impl Rasdaemon {
-    /// A collector whose packages live in `packages`.
-    pub fn new(packages: PackageCache) -> Rasdaemon {
+    /// A collector running `build`, whose packages live under `cache_root`.
+    pub fn new(cache_root: PathBuf, build: RasdaemonBuild) -> Rasdaemon {
         Rasdaemon {
-            packages,
+            cache_root,
+            build,
             spawned: None,
             tables: Vec::new(),
             final_collection: None,
         }
     }
 
-    /// A collector using rasdrill's cache (the kernels' cache: `$RASDRILL_CACHE`, ...).
-    pub fn from_env() -> Result<Rasdaemon, CollectError> {
+    /// A collector running `build`, using rasdrill's cache (the kernels' cache:
+    /// `$RASDRILL_CACHE`, ...).
+    pub fn from_env(build: RasdaemonBuild) -> Result<Rasdaemon, CollectError> {
         let cache =
             KernelCache::from_env().map_err(|e| CollectError::failed(NAME, e.to_string()))?;
-        Ok(Rasdaemon::new(PackageCache::new(cache.root())))
+        Ok(Rasdaemon::new(cache.root().to_path_buf(), build))
     }
 
     fn target_error(source: TargetError) -> CollectError {
@@ -139,16 +134,24 @@ impl Rasdaemon {
         let spawned = target
             .spawn(&SpawnSpec {
                 name: NAME.into(),
-                argv: vec![RASDAEMON.into(), "-f".into(), "-r".into()],
+                argv: [
+                    self.build.argv(Program::Rasdaemon),
+                    vec!["-f".into(), "-r".into()],
+                ]
+                .concat(),
                 env: Default::default(),
                 cwd: None,
             })
             .map_err(Self::target_error)?;
         let started = Instant::now();
         loop {
-            let log = target
-                .read_file(&spawned.stderr)
-                .map_err(Self::target_error)?;
+            // 0.6.8 logs on stderr; 0.8.3 prints some of these lines on stdout.
+            let log = [&spawned.stderr, &spawned.stdout]
+                .into_iter()
+                .map(|f| target.read_file(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Self::target_error)?
+                .concat();
             if log.contains(LISTENING) && log.contains(RECORDING) {
                 return Ok(spawned);
             }
@@ -165,8 +168,9 @@ impl Rasdaemon {
                 return Err(CollectError::failed(
                     NAME,
                     format!(
-                        "{RASDAEMON} {how}: it never logged `{LISTENING}` and `{RECORDING}`; its \
-                         stderr:\n{}",
+                        "rasdaemon {} {how}: it never logged `{LISTENING}` and `{RECORDING}`; its \
+                         stderr and stdout:\n{}",
+                        self.build,
                         log.trim_end()
                     ),
                 ));
@@ -180,7 +184,12 @@ impl Rasdaemon {
             return Err(CollectError::failed(NAME, "collect before start"));
         };
         let stdout_file = spawned.stdout.clone();
-        let out = sqlite(target, &["-readonly"], &rows_query(&self.tables))?;
+        let out = sqlite(
+            target,
+            &self.build,
+            &["-readonly"],
+            &rows_query(&self.tables),
+        )?;
         let rows = parse_rows(&self.tables, &out)
             .map_err(|e| CollectError::failed(NAME, format!("reading {DATABASE}: {e}")))?;
         // rasdaemon stores an event, then prints and flushes its line: read the output after
@@ -212,7 +221,7 @@ impl Collector for Rasdaemon {
     /// Both programs, with libsqlite3 from its package. Fetches the packages on first use
     /// (about 1 s, 1.3 MB); afterwards one `apt-cache policy` call per process.
     fn guest_needs(&mut self, progress: &mut dyn FnMut(&str)) -> Result<GuestNeeds, CollectError> {
-        guest_needs(&self.packages, progress)
+        guest_needs(&self.cache_root, &self.build, progress)
     }
 
     fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
@@ -235,7 +244,7 @@ impl Collector for Rasdaemon {
         // In WAL mode our reads never block rasdaemon's writes. In its default (rollback
         // journal) mode a `sqlite3` reading at the wrong moment makes rasdaemon's insert fail
         // with SQLITE_BUSY and the record is lost (seen under TCG, where a read takes 0.3 s).
-        let mode = sqlite(target, &[], "PRAGMA journal_mode = WAL;\n")?;
+        let mode = sqlite(target, &self.build, &[], "PRAGMA journal_mode = WAL;\n")?;
         if mode.trim_end_matches(ROW_SEP).trim() != "wal" {
             return Err(CollectError::failed(
                 NAME,
@@ -252,7 +261,7 @@ impl Collector for Rasdaemon {
 
         let spawned = self.start_daemon(target)?;
         self.spawned = Some(spawned);
-        self.tables = parse_schema(&sqlite(target, &["-readonly"], SCHEMA_QUERY)?);
+        self.tables = parse_schema(&sqlite(target, &self.build, &["-readonly"], SCHEMA_QUERY)?);
         if !self.tables.iter().any(|t| t.name == "mce_record") {
             return Err(CollectError::failed(
                 NAME,
@@ -287,7 +296,8 @@ impl Collector for Rasdaemon {
             return Err(CollectError::failed(
                 NAME,
                 format!(
-                    "{RASDAEMON} did not exit cleanly on SIGTERM ({exit:?}); its stderr:\n{}",
+                    "rasdaemon {} did not exit cleanly on SIGTERM ({exit:?}); its stderr:\n{}",
+                    self.build,
                     log.trim_end()
                 ),
             ));
@@ -296,49 +306,38 @@ impl Collector for Rasdaemon {
     }
 }
 
-/// What the guest needs: both programs, with libsqlite3 from its package. Fetches the
-/// packages on first use. Asking apt for the versions costs about 0.5 s and every scenario
-/// asks, so the answer is kept for the life of the process, per cache.
+/// What the guest needs for `build` (see [`RasdaemonBuild::guest_needs`]). Asking apt for the
+/// versions costs about 0.5 s and every scenario asks, so the answer is kept for the life of
+/// the process, per cache and build.
 pub fn guest_needs(
-    cache: &PackageCache,
+    cache_root: &Path,
+    build: &RasdaemonBuild,
     progress: &mut dyn FnMut(&str),
 ) -> Result<GuestNeeds, CollectError> {
-    static RESOLVED: Mutex<BTreeMap<PathBuf, GuestNeeds>> = Mutex::new(BTreeMap::new());
+    type Key = (PathBuf, String);
+    static RESOLVED: Mutex<BTreeMap<Key, GuestNeeds>> = Mutex::new(BTreeMap::new());
     let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(needs) = resolved.get(&cache.dir()) {
+    let key = (cache_root.to_path_buf(), format!("{build:?}"));
+    if let Some(needs) = resolved.get(&key) {
         return Ok(needs.clone());
     }
-    let needs = resolve_needs(cache, progress)?;
-    resolved.insert(cache.dir(), needs.clone());
+    let needs = build.guest_needs(cache_root, progress)?;
+    resolved.insert(key, needs.clone());
     Ok(needs)
-}
-
-fn resolve_needs(
-    cache: &PackageCache,
-    progress: &mut dyn FnMut(&str),
-) -> Result<GuestNeeds, CollectError> {
-    let packages = cache
-        .fetch(&PACKAGES, &mut |event| progress(&event.to_string()))
-        .map_err(|e| CollectError::failed(NAME, e.to_string()))?;
-    let [rasdaemon, sqlite3, libsqlite3] =
-        <[Package; 3]>::try_from(packages).expect("fetch returns one package per name");
-    let program = |package: &Package, path: &str| ExtraFile::PackagedExecutable {
-        guest: PathBuf::from(path),
-        host: package.root.join(path.trim_start_matches('/')),
-        library_roots: vec![libsqlite3.root.clone()],
-    };
-    Ok(GuestNeeds {
-        files: vec![program(&rasdaemon, RASDAEMON), program(&sqlite3, SQLITE3)],
-        ..GuestNeeds::default()
-    })
 }
 
 /// Runs `sqlite3 -batch <options> DATABASE` with `script` on its stdin (after settings that
 /// make its output parseable); its stdout.
-fn sqlite(target: &mut dyn Target, options: &[&str], script: &str) -> Result<String, CollectError> {
-    let mut argv = vec![SQLITE3, "-batch"];
-    argv.extend_from_slice(options);
-    argv.push(DATABASE);
+fn sqlite(
+    target: &mut dyn Target,
+    build: &RasdaemonBuild,
+    options: &[&str],
+    script: &str,
+) -> Result<String, CollectError> {
+    let mut argv = build.argv(Program::Sqlite3);
+    argv.push("-batch".into());
+    argv.extend(options.iter().map(|o| o.to_string()));
+    argv.push(DATABASE.into());
     let mut spec = RunSpec::new(argv, SQLITE_TIMEOUT.as_millis() as u64);
     spec.stdin = Some(format!(
         ".timeout 5000\n.headers off\n.mode list\n.separator \"\\037\" \"\\036\\n\"\n{script}"

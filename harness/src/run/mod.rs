@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::Kernel;
 
+use crate::collect::rasdaemon_build::RasdaemonBuild;
 use crate::golden::Mode;
 use crate::guest::{AccelChoice, Guest};
 use crate::report::{self, Event, FailureKind, GoldenResult, RunReport, ScenarioResult, Sink};
@@ -37,6 +38,8 @@ pub struct Options {
     pub kernel: Option<Kernel>,
     /// The executable that becomes the guests' `/init` (normally this one).
     pub agent: PathBuf,
+    /// The rasdaemon of scenarios that do not choose one.
+    pub rasdaemon: RasdaemonBuild,
 }
 
 /// Runs validated scenarios and reports every result; never stops early.
@@ -49,6 +52,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
         kernel: options.kernel.as_ref(),
         accel: options.accel,
         agent: options.agent.clone(),
+        rasdaemon: options.rasdaemon.clone(),
     };
     let units = plan::plan(scenarios, &defaults, &mut |text| {
         sink.event(&Event::Note {

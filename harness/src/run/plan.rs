@@ -11,6 +11,7 @@
 //! Within a group, scenarios run in file order, except that those expecting a panic run last:
 //! a panic costs the guest, and the next scenario would have to boot another.
 
+use crate::collect::rasdaemon_build::RasdaemonBuild;
 use std::path::PathBuf;
 
 use rasdrill_inject::Vendor;
@@ -69,6 +70,8 @@ pub struct GuestDefaults<'k> {
     pub accel: AccelChoice,
     /// The executable that becomes the guest's `/init`.
     pub agent: PathBuf,
+    /// The rasdaemon of scenarios that do not choose one.
+    pub rasdaemon: RasdaemonBuild,
 }
 
 /// Groups guest scenarios by spec, in the order each spec first appears; local scenarios keep
@@ -87,7 +90,11 @@ pub fn plan<'a>(
             identities.push(None);
             continue;
         };
-        let prepared = collectors(scenario, &Context::for_guest(scenario))
+        let ctx = Context {
+            rasdaemon: defaults.rasdaemon.clone(),
+            ..Context::for_guest(scenario)
+        };
+        let prepared = collectors(scenario, &ctx)
             .and_then(|mut collectors| {
                 let mut needs = GuestNeeds::default();
                 for c in collectors.iter_mut() {
@@ -257,6 +264,7 @@ mod tests {
             kernel: Some(&k),
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
+            rasdaemon: RasdaemonBuild::default(),
         };
         let panics = "steps:\n  - inject: {via: qemu, bank: 4, status: 0xbe00000000000813}\n  - expect_panic: {timeout_s: 5}\n";
         let scenarios = vec![
@@ -318,6 +326,7 @@ mod tests {
             kernel: None,
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
+            rasdaemon: RasdaemonBuild::default(),
         };
         let scenarios = vec![scenario(
             "a",

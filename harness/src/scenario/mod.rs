@@ -131,8 +131,11 @@ pub enum CollectorKind {
     Kmsg { filter: Option<String> },
     /// Tracepoints, `group/event` (e.g. `mce/mce_record`).
     Trace { events: Vec<String> },
-    /// rasdaemon's decoded events.
-    Rasdaemon,
+    /// rasdaemon's decoded events; `build` is the scenario's own choice of rasdaemon (else the
+    /// run's).
+    Rasdaemon {
+        build: Option<crate::collect::rasdaemon_build::RasdaemonBuild>,
+    },
     /// Any command: `start` before the first step, `collect` for the output, `stop` at the end.
     Command {
         start: Option<Vec<String>>,

@@ -99,7 +99,7 @@ fn decoded(collected: &Collected) -> Vec<&String> {
 
 #[test]
 fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
-    let mut first = Rasdaemon::from_env().unwrap();
+    let mut first = Rasdaemon::from_env(Default::default()).unwrap();
     let mut guest = boot(
         "EPYC,-hypervisor,family=21,model=2",
         &["edac_mce_amd"],
@@ -148,7 +148,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
     assert_eq!(collected.records, 1);
 
     // Scenario 2, same guest: a fresh collector sees nothing of scenario 1; mce-inject `sw`.
-    let mut second = Rasdaemon::from_env().unwrap();
+    let mut second = Rasdaemon::from_env(Default::default()).unwrap();
     second.start(&mut guest).unwrap();
     assert_eq!(second.collect(&mut guest).unwrap(), Collected::default());
     let injected = Instant::now();
@@ -190,7 +190,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
 
 #[test]
 fn intel_skx_corrected_error_is_decoded_by_rasdaemon() {
-    let mut collector = Rasdaemon::from_env().unwrap();
+    let mut collector = Rasdaemon::from_env(Default::default()).unwrap();
     let mut guest = boot("Skylake-Server", &[], &mut collector);
     collector.start(&mut guest).unwrap();
     let injected = Instant::now();

@@ -2,10 +2,12 @@
 
 use super::steps::pattern;
 use super::*;
+use crate::collect::rasdaemon_build::RasdaemonBuild;
 
 const TRACE_KEYS: &[&str] = &["events"];
 const COMMAND_KEYS: &[&str] = &["name", "start", "collect", "stop", "needs"];
 const KMSG_KEYS: &[&str] = &["match"];
+const RASDAEMON_KEYS: &[&str] = &["version"];
 
 pub(super) fn collectors(node: &Node, p: &mut Problems) -> Option<Vec<Collector>> {
     let mut ok = true;
@@ -71,16 +73,6 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
     let (tag, _, settings) = tagged(node, path, &["kmsg", "trace", "rasdaemon", "command"], p)?;
     let settings = settings.filter(|s| s.value != Value::Null);
     let here = child(path, &tag);
-    let simple = |kind: CollectorKind, p: &mut Problems| {
-        if let Some(s) = settings {
-            p.add(s.loc, &here, "takes no settings");
-            return None;
-        }
-        Some(Collector {
-            name: tag.clone(),
-            kind,
-        })
-    };
     match tag.as_str() {
         "kmsg" => {
             let filter = match settings {
@@ -103,7 +95,42 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
                 kind: CollectorKind::Kmsg { filter },
             })
         }
-        "rasdaemon" => simple(CollectorKind::Rasdaemon, p),
+        "rasdaemon" => {
+            let build = match settings {
+                None => None,
+                Some(s) => {
+                    let mut f = Fields::new(s, &here, RASDAEMON_KEYS, p)?;
+                    let key = child(&here, "version");
+                    let build = f
+                        .require("version", "0.6.8 (Debian 12) or 0.8.3 (Debian 13)", p)
+                        .and_then(|n| {
+                            let text = string(n, &key, p)?;
+                            match text.parse::<RasdaemonBuild>() {
+                                Ok(RasdaemonBuild::Local(_)) => {
+                                    p.add(
+                                        n.loc,
+                                        &key,
+                                        "a rasdaemon you built is chosen for a whole run: \
+                                         `rasdrill run --rasdaemon PATH`",
+                                    );
+                                    None
+                                }
+                                Ok(build) => Some(build),
+                                Err(e) => {
+                                    p.add(n.loc, &key, e);
+                                    None
+                                }
+                            }
+                        });
+                    f.finish(p);
+                    Some(build?)
+                }
+            };
+            Some(Collector {
+                name: tag,
+                kind: CollectorKind::Rasdaemon { build },
+            })
+        }
         "trace" => {
             let events = match settings {
                 None => vec!["mce/mce_record".to_string()],
