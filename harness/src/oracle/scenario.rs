@@ -86,7 +86,7 @@ fn expected(kind: &CollectorKind, vendor: Vendor, panicked: bool) -> Vec<Decoder
         CollectorKind::Trace { events } if events.iter().any(|e| e == "mce/mce_record") => {
             vec![Decoder::Trace]
         }
-        CollectorKind::Rasdaemon => vec![Decoder::Rasdaemon, Decoder::RasdaemonDb],
+        CollectorKind::Rasdaemon { .. } => vec![Decoder::Rasdaemon, Decoder::RasdaemonDb],
         _ => Vec::new(),
     }
 }
