@@ -71,7 +71,12 @@ impl FromStr for InjectionType {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not an injection type: expected sw, hw, df or th"))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not an injection type: expected sw, hw, df or th",
+                    crate::excerpt::excerpt(s)
+                )
+            })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod aer;
 pub mod debugfs;
 pub mod edac;
 pub mod einj;
+pub mod excerpt;
 pub mod guard;
 pub mod hmp;
 pub mod hwpoison;

@@ -18,6 +18,7 @@
 //! Unset fields are zero and mode keywords apply to their own record only. When a record names
 //! several broadcast modes (or both POLL and EXCP, or both IN_IRQ and IN_PROC) the last one wins.
 
+use crate::excerpt::excerpt;
 use crate::record::{Broadcast, Context, Delivery, MceRecord};
 use crate::status;
 
@@ -96,39 +97,61 @@ pub fn parse_with_lines(text: &str, file: &str) -> Result<Vec<(usize, MceRecord)
 /// Parses one C-style number (`0x2a`, `052`, `42`), explaining the usual mistakes.
 pub fn parse_number(text: &str) -> Result<u64, String> {
     let t = text.trim();
+    let q = excerpt(t);
     let digits_ok = |s: &str, radix| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
     let (digits, radix) = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         if !digits_ok(hex, 16) {
             return Err(format!(
-                "`{t}` is not a number: 0x must be followed by hex digits"
+                "`{q}` is not a number: 0x must be followed by hex digits"
             ));
         }
         (hex, 16)
     } else if t.len() > 1 && t.starts_with('0') {
         if !digits_ok(&t[1..], 8) {
             let hint = if digits_ok(t, 16) {
-                format!(" (for hex write 0x{t})")
+                format!(" (for hex write 0x{q})")
             } else {
                 String::new()
             };
             return Err(format!(
-                "`{t}` is not a number: a leading 0 means octal, digits 0-7{hint}"
+                "`{q}` is not a number: a leading 0 means octal, digits 0-7{hint}"
             ));
         }
         (&t[1..], 8)
     } else if digits_ok(t, 10) {
         (t, 10)
     } else if digits_ok(t, 16) {
-        // Kernel logs print hex without 0x; this language (like C) needs the prefix.
-        return Err(format!(
-            "`{t}` is not a number: hex needs a 0x prefix (write 0x{t})"
-        ));
+        return Err(hex_needs_0x(t));
     } else {
         return Err(format!(
-            "`{t}` is not a number: expected decimal (42), hex (0x2a) or octal (052)"
+            "`{q}` is not a number: expected decimal (42), hex (0x2a) or octal (052)"
         ));
     };
-    u64::from_str_radix(digits, radix).map_err(|_| format!("`{t}` does not fit in 64 bits"))
+    u64::from_str_radix(digits, radix).map_err(|_| format!("`{q}` does not fit in 64 bits"))
+}
+
+/// Kernel logs print hex without 0x; this language (like C) needs the prefix.
+fn hex_needs_0x(word: &str) -> String {
+    let q = excerpt(word);
+    format!("`{q}` is not a number: hex needs a 0x prefix (write 0x{q})")
+}
+
+/// Digits in a status as the kernel prints one (`%llx`, no 0x): with VAL set, always 16.
+const KERNEL_STATUS_DIGITS: usize = 16;
+
+/// A bare 16-digit number given as a status is almost surely copied from a kernel log, where it
+/// is hex; read as decimal (the language's rule) it would be a different status with VAL clear.
+/// Refuse it rather than guess.
+fn kernel_hex_status(word: &str) -> Option<String> {
+    if word.len() != KERNEL_STATUS_DIGITS || !word.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let decimal = word.parse::<u64>().ok()?;
+    Some(format!(
+        "`{word}` is ambiguous: the kernel log prints a status as 16 hex digits without 0x, \
+         and bare digits read as decimal here; write 0x{word} for the kernel's hex \
+         (or {decimal:#x} if you meant decimal)"
+    ))
 }
 
 /// Parses a STATUS value as the language's STATUS term does (`VAL UC EN 0x134`), also accepting
@@ -145,7 +168,9 @@ pub fn parse_status_words(text: &str) -> Result<u64, String> {
         );
     }
     for w in words {
-        if w.starts_with(|c: char| c.is_ascii_digit()) {
+        if let Some(refusal) = kernel_hex_status(w) {
+            return Err(refusal);
+        } else if w.starts_with(|c: char| c.is_ascii_digit()) {
             value |= parse_number(w)?;
         } else if let Some(v) = status_flag(w) {
             value |= v;
@@ -153,7 +178,8 @@ pub fn parse_status_words(text: &str) -> Result<u64, String> {
             value |= b.mask;
         } else {
             return Err(format!(
-                "`{w}` is not a status flag: expected a number or one of {}, {}",
+                "`{}` is not a status flag: expected a number or one of {}, {}",
+                excerpt(w),
                 STATUS_FLAGS
                     .iter()
                     .map(|(n, _)| *n)
@@ -327,8 +353,8 @@ impl Token {
     fn describe(&self) -> String {
         match &self.tok {
             Tok::Eof => "end of file".into(),
-            Tok::Num(_) => format!("number {}", self.text),
-            _ => format!("`{}`", self.text),
+            Tok::Num(_) => format!("number {}", excerpt(&self.text)),
+            _ => format!("`{}`", excerpt(&self.text)),
         }
     }
 }
@@ -438,10 +464,7 @@ fn missing_0x(t: &Token) -> Option<Located> {
             if w.chars().all(|c| c.is_ascii_hexdigit())
                 && w.chars().any(|c| c.is_ascii_digit()) =>
         {
-            Some(Parser::error_at(
-                t,
-                format!("`{w}` is not a number: hex needs a 0x prefix (write 0x{w})"),
-            ))
+            Some(Parser::error_at(t, hex_needs_0x(w)))
         }
         _ => None,
     }
@@ -537,7 +560,11 @@ impl Parser {
         u32::try_from(v).map_err(|_| {
             Self::error_at(
                 &t,
-                format!("{field} {} is too large: at most {}", t.text, u32::MAX),
+                format!(
+                    "{field} {} is too large: at most {}",
+                    excerpt(&t.text),
+                    u32::MAX
+                ),
             )
         })
     }
@@ -644,7 +671,10 @@ impl Parser {
                 };
                 return Err(Self::error_at(
                     &t,
-                    format!("expected a term ({TERMS}), found `{}`{hint}", t.text),
+                    format!(
+                        "expected a term ({TERMS}), found `{}`{hint}",
+                        excerpt(&t.text)
+                    ),
                 ));
             }
         }
@@ -662,7 +692,10 @@ impl Parser {
         rec.cs = u8::try_from(n).map_err(|_| {
             Self::error_at(
                 &first,
-                format!("RIP code segment {} is too large: at most 0xff", first.text),
+                format!(
+                    "RIP code segment {} is too large: at most 0xff",
+                    excerpt(&first.text)
+                ),
             )
         })?;
         self.next();
@@ -998,6 +1031,36 @@ mod tests {
         assert!(parse_status_words("9c00")
             .unwrap_err()
             .contains("write 0x9c00"));
+    }
+
+    #[test]
+    fn a_status_copied_from_a_kernel_log_is_not_read_as_decimal() {
+        // `Bank 4: 9000000000000813`: hex in the kernel's log, a different status as decimal.
+        assert_eq!(
+            parse_status_words("9000000000000813").unwrap_err(),
+            "`9000000000000813` is ambiguous: the kernel log prints a status as 16 hex digits \
+             without 0x, and bare digits read as decimal here; write 0x9000000000000813 for the \
+             kernel's hex (or 0x1ff973cafa832d if you meant decimal)"
+        );
+        assert_eq!(
+            parse_status_words("0x9000000000000813"),
+            Ok(0x9000000000000813)
+        );
+        // Shorter decimals keep the language's meaning.
+        assert_eq!(parse_status_words("VAL 2067"), Ok(status::VAL | 2067));
+    }
+
+    #[test]
+    fn a_huge_bad_token_is_quoted_as_an_excerpt() {
+        let huge = "z".repeat(10_000_000);
+        let e = parse_status_words(&huge).unwrap_err();
+        assert!(e.len() < 1000, "{}", &e[..200]);
+        assert!(e.contains("... (10000000 bytes)"), "{e}");
+        let e = parse_number(&"9".repeat(1_000_000)).unwrap_err();
+        assert!(e.len() < 200, "{}", &e[..200]);
+        let e = err(&format!("CPU 0 BANK 4 STATUS {}", "f".repeat(1_000_000)));
+        assert!(e.len() < 1000, "{}", &e[..1000]);
+        assert!(e.contains("... (1000000 bytes)"), "{e}");
     }
 
     #[test]

@@ -368,17 +368,37 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Scenario>, Invalid> {
 
 /// Loads and validates one scenario file.
 pub fn load_file(file: &Path) -> Result<Scenario, Invalid> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => from_str(file, &text),
-        Err(e) => Err(Invalid {
-            problems: vec![Problem {
-                file: file.to_path_buf(),
-                loc: Loc::default(),
-                field: String::new(),
-                message: format!("cannot read the scenario: {e}"),
-            }],
-        }),
+    let problem = |loc, message| Invalid {
+        problems: vec![Problem {
+            file: file.to_path_buf(),
+            loc,
+            field: String::new(),
+            message,
+        }],
+    };
+    let bytes = std::fs::read(file)
+        .map_err(|e| problem(Loc::default(), format!("cannot read the scenario: {e}")))?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => from_str(file, text),
+        Err(e) => {
+            let (loc, byte) = first_bad_byte(&bytes, e.valid_up_to());
+            Err(problem(
+                loc,
+                format!("byte 0x{byte:02x} is not UTF-8: a scenario is UTF-8 text"),
+            ))
+        }
     }
+}
+
+/// Where the first byte that is not UTF-8 is (columns count characters), and that byte.
+fn first_bad_byte(bytes: &[u8], valid_up_to: usize) -> (Loc, u8) {
+    let good = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+    let loc = Loc {
+        line: good.matches('\n').count() as u64 + 1,
+        column: good[line_start..].chars().count() as u64 + 1,
+    };
+    (loc, bytes[valid_up_to])
 }
 
 /// Validates a scenario's text; `file` names it in errors and anchors its relative paths.

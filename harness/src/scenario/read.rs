@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use rasdrill_inject::excerpt::excerpt;
+
 use super::problem::Problems;
 use super::yaml::{Key, Loc, Node, Value};
 
@@ -134,6 +136,8 @@ pub(crate) fn number(node: &Node, path: &str, problems: &mut Problems) -> Option
     let message = match &node.value {
         Value::Int(n) => return Some(*n),
         Value::NegInt(n) => format!("{n} is negative: expected a whole number of 0 or more"),
+        // YAML reads an integer too large for 64 bits as a float: say what is wrong with it.
+        Value::Float(x) if x.fract() == 0.0 && x.abs() >= TWO_TO_64 => too_large(),
         Value::Float(x) => format!("{x} is not a whole number"),
         Value::Str(s) if is_leading_zero_decimal(s) => format!(
             "`{s}` is ambiguous: a leading zero means octal in mce-inject files and C, decimal \
@@ -141,9 +145,12 @@ pub(crate) fn number(node: &Node, path: &str, problems: &mut Problems) -> Option
             s.trim_start_matches('0'),
             s.trim_start_matches('0')
         ),
-        Value::Str(s) if looks_numeric(s) => {
-            format!("expected a number, found the string \"{s}\": write numbers without quotes")
-        }
+        // A hex number too large for 64 bits reaches us as text, quoted or not.
+        Value::Str(s) if looks_numeric(s) && !fits_u64(s) => too_large(),
+        Value::Str(s) if looks_numeric(s) => format!(
+            "expected a number, found the string \"{}\": write numbers without quotes",
+            excerpt(s)
+        ),
         other => format!(
             "expected a number (decimal or 0x hex), found {}",
             other.kind()
@@ -151,6 +158,25 @@ pub(crate) fn number(node: &Node, path: &str, problems: &mut Problems) -> Option
     };
     problems.add(node.loc, path, message);
     None
+}
+
+/// 2^64 as a float: the first whole number that does not fit in a u64.
+const TWO_TO_64: f64 = 18_446_744_073_709_551_616.0;
+
+fn too_large() -> String {
+    format!(
+        "the number does not fit in 64 bits (at most {:#x})",
+        u64::MAX
+    )
+}
+
+/// Whether a [`looks_numeric`] text is a value a u64 can hold.
+fn fits_u64(s: &str) -> bool {
+    let t = s.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).is_ok(),
+        None => t.parse::<u64>().is_ok(),
+    }
 }
 
 fn is_leading_zero_decimal(s: &str) -> bool {
@@ -302,7 +328,7 @@ pub(crate) fn one_of<T: Copy>(
                 problems.add(
                     node.loc,
                     path,
-                    format!("`{s}` is not one of {}", list(&names)),
+                    format!("`{}` is not one of {}", excerpt(s), list(&names)),
                 );
                 None
             }
@@ -356,7 +382,11 @@ pub(crate) fn tagged<'n>(
         }
     };
     if !tags.contains(&tag.as_str()) {
-        problems.add(loc, path, format!("`{tag}` is not one of {}", list(tags)));
+        problems.add(
+            loc,
+            path,
+            format!("`{}` is not one of {}", excerpt(&tag), list(tags)),
+        );
         return None;
     }
     Some((tag, loc, settings))
@@ -399,6 +429,25 @@ mod tests {
                 "s.yaml:1:4: x: expected a number, found the string \"0x10\": write numbers without quotes",
                 "s.yaml:1:4: x: -3 is negative: expected a whole number of 0 or more",
                 "s.yaml:1:4: x: expected a number (decimal or 0x hex), found a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_too_large_for_64_bits_say_so() {
+        let mut p = Problems::new(Path::new("s.yaml"));
+        for text in [
+            "x: 0x10000000000000000\n",
+            "x: 18446744073709551616\n",
+            "x: \"0x10000000000000000\"\n",
+        ] {
+            assert_eq!(number(&first_value(text), "x", &mut p), None, "{text}");
+        }
+        assert_eq!(
+            messages(p),
+            vec![
+                "s.yaml:1:4: x: the number does not fit in 64 bits (at most 0xffffffffffffffff)";
+                3
             ]
         );
     }

@@ -460,3 +460,16 @@ fn known_findings_name_a_collector_decoder_and_field() {
          k.yaml:11:5: known_findings[3]: missing `why` (one line saying why the finding is there)"
     );
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latin1.yaml");
+    fs::write(&file, b"name: x\ndescription: caf\xe9 au lait\n").unwrap();
+    let err = load_file(&file).unwrap_err();
+    let text = err.problems[0].to_string();
+    assert!(
+        text.ends_with("latin1.yaml:2:17: byte 0xe9 is not UTF-8: a scenario is UTF-8 text"),
+        "{text}"
+    );
+}

@@ -97,9 +97,14 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         use serde_saphyr::MessageFormatter;
         let inner = e.without_snippet();
         let loc = e.location().map(|l| Loc::of(&l)).unwrap_or_default();
+        let text = match inner {
+            serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+            other => serde_saphyr::DefaultMessageFormatter
+                .format_message(other)
+                .into_owned(),
+        };
         // Control characters would break the one-line error: show them escaped.
-        let message = serde_saphyr::DefaultMessageFormatter
-            .format_message(inner)
+        let message = text
             .chars()
             .map(|c| {
                 if c.is_control() {
@@ -111,6 +116,27 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             .collect();
         SyntaxError { loc, message }
     })
+}
+
+/// A resource limit the file broke, in words (serde-saphyr prints Rust debug text).
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Nodes { nodes } => format!("more than {} values, lists and mappings", nodes - 1),
+        B::Events { events } => format!("more than {} YAML events", events - 1),
+        B::Depth { depth } => format!("lists and mappings nested more than {} deep", depth - 1),
+        B::Aliases { aliases } => format!("more than {} aliases (*name)", aliases - 1),
+        B::Anchors { anchors } => format!("more than {} anchors (&name)", anchors - 1),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("{total_scalar_bytes} bytes of values or more")
+        }
+        B::Documents { documents } => format!("{documents} YAML documents or more"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases for {anchors} anchors (an alias bomb?)")
+        }
+        _ => "more than a scenario may hold".to_string(),
+    };
+    format!("the file is too large or too complex to read: {what}")
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -257,5 +283,23 @@ mod tests {
 
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert_eq!(err.loc.line, 2);
+    }
+
+    #[test]
+    fn a_broken_limit_is_said_in_words_not_rust_debug_text() {
+        let text = format!("a: [{}]\n", vec!["1"; 300_000].join(","));
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the file is too large or too complex to read: more than "),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.ends_with(" values, lists and mappings"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains('{'), "{}", err.message);
     }
 }
