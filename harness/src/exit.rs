@@ -20,6 +20,9 @@ pub enum Code {
     GoldenMismatch = 3,
     /// The machinery failed: a kernel write, the lock, QEMU, a guest.
     Infrastructure = 4,
+    /// Standard output was closed by its reader (`| head -1`): stop quietly with the status a
+    /// shell reports for coreutils killed by SIGPIPE (128 + 13).
+    OutputClosed = 141,
 }
 
 impl From<Code> for ExitCode {
@@ -35,7 +38,8 @@ Exit codes:
   1  a scenario or check failed
   2  bad input or refused (usage, record, guard, preflight); nothing was changed
   3  decoded output differs from its golden file
-  4  infrastructure failure (a kernel write, the lock held by another rasdrill, QEMU)";
+  4  infrastructure failure (a kernel write, the lock held by another rasdrill, QEMU)
+  141  standard output was closed by its reader (as coreutils killed by SIGPIPE); nothing is printed";
 
 /// A command's failure: printed once by main as `error: <message>`, then the process exits with `code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,24 @@ impl Failure {
     pub fn infrastructure(message: impl fmt::Display) -> Self {
         Self::new(Code::Infrastructure, message)
     }
+
+    /// Whether main should say nothing: the only reader of the output has gone.
+    pub fn is_quiet(&self) -> bool {
+        self.code == Code::OutputClosed
+    }
+}
+
+/// Writes `text` to standard output. A reader that went away (EPIPE) is a quiet failure, not
+/// the panic `print!` would raise.
+pub fn print(text: impl fmt::Display) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::new(Code::OutputClosed, ""),
+            _ => Failure::infrastructure(format!("cannot write to standard output: {e}")),
+        })
 }
 
 impl fmt::Display for Failure {

@@ -7,7 +7,9 @@ fn main() -> ExitCode {
     match rasdrill::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            if !failure.is_quiet() {
+                eprintln!("error: {}", failure.message);
+            }
             failure.code.into()
         }
     }

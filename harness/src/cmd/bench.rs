@@ -79,9 +79,9 @@ fn boot(args: BootArgs) -> Result<(), Failure> {
     }
     let (min, median, max) = stats(&mut host);
     let (_, up_median, _) = stats(&mut guest_uptime);
-    println!(
+    crate::exit::print(format_args!(
         "boot to agent ready, {} ({} vCPU, {} MiB, {}), {} runs: median {:.3} s (min {:.3} s, max {:.3} s); \
-         guest uptime at ready: median {:.3} s",
+         guest uptime at ready: median {:.3} s\n",
         p.name,
         spec.vcpus,
         p.memory_mib,
@@ -91,8 +91,7 @@ fn boot(args: BootArgs) -> Result<(), Failure> {
         min.as_secs_f64(),
         max.as_secs_f64(),
         up_median.as_secs_f64()
-    );
-    Ok(())
+    ))
 }
 
 /// Minimum, median (lower median for an even count) and maximum.

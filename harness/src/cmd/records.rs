@@ -66,16 +66,14 @@ pub fn run(cmd: RecordsCommand) -> Result<(), Failure> {
                 .iter()
                 .map(|&s| Explanation::new(s, vendor).to_string())
                 .collect();
-            println!("{}", texts.join("\n\n"));
-            Ok(())
+            crate::exit::print(format_args!("{}\n", texts.join("\n\n")))
         }
         RecordsCommand::Dump(args) => {
             let mut records = Vec::new();
             for file in &args.files {
                 records.extend(read_records(file)?);
             }
-            print!("{}", mcelang::print_all(&records));
-            Ok(())
+            crate::exit::print(mcelang::print_all(&records))
         }
     }
 }

@@ -102,3 +102,33 @@ fn dump_of_a_missing_file_is_bad_input() {
             "error: cannot read /nonexistent/x.mce: No such file",
         ));
 }
+
+#[test]
+fn explain_refuses_a_bare_16_digit_status_instead_of_reading_it_as_decimal() {
+    // The kernel's `Machine Check: 0 Bank 4: 9000000000000813` is hex; as decimal it would be
+    // explained as another status without a word of warning.
+    rasdrill()
+        .args(["records", "explain", "9000000000000813"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "`9000000000000813` is ambiguous: the kernel log prints a status as 16 hex digits without 0x",
+        ))
+        .stderr(predicate::str::contains("write 0x9000000000000813"));
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_like_coreutils() {
+    // The reader is gone before rasdrill writes a byte: EPIPE on the first write, every time.
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("rasdrill"))
+        .args(["records", "explain", "0x9c7d410092080813"])
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "");
+}
