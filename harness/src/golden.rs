@@ -13,6 +13,7 @@
 //!   scenario: amd-f15h-dram-ce
 //!   collector: kmsg
 //!   kernel: 6.1.0-56-amd64
+//!   kernel_lines: ["6.1"]
 //!   machine: "EPYC,-hypervisor,family=21,model=2"
 //! ---
 //! [<TIME>] mce: [Hardware Error]: Machine check events logged
@@ -28,6 +29,9 @@
 //! - In CI (`CI` set and not `false`/`0`), nothing is ever written: the diff is in the report.
 //! - Accept mode writes the golden file when the content differs or the file is missing, and
 //!   removes a pending `.snap.new`; it reports what it changed.
+//! - `kernel_lines` lists the pinned kernel lines (`6.1`, `6.12`) the content is known to be
+//!   right for: a changed content is valid for this run's line only; accepting a run on another
+//!   line whose content matches adds that line.
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -54,6 +58,8 @@ pub struct Header {
     pub collector: String,
     /// The guest kernel's release (`uname -r`).
     pub kernel: String,
+    /// The kernel lines (`6.1`) the content is valid for.
+    pub kernel_lines: Vec<String>,
     /// The guest's CPU model, or what stood in for the machine on a local target.
     pub machine: String,
 }
@@ -67,6 +73,7 @@ impl Header {
             scenario: scenario.name.clone(),
             collector: collector.to_string(),
             kernel: kernel.to_string(),
+            kernel_lines: vec![rasdrill_qemu::pinned::line_of(kernel)],
             machine: scenario.machine_label(),
         }
     }
@@ -236,6 +243,9 @@ pub fn check(
             if writes {
                 remove_if_present(&new)?;
             }
+            if let (Some(merged), Mode::Accept) = (with_this_line(&old, header), mode) {
+                write(&golden, &render(&merged, &actual))?;
+            }
             Ok(Verdict::Matched)
         }
         (Recorded::Golden(old), Mode::Accept) => {
@@ -335,6 +345,8 @@ pub fn render(header: &Header, content: &str) -> String {
     let _ = writeln!(out, "  scenario: {}", q(&header.scenario));
     let _ = writeln!(out, "  collector: {}", q(&header.collector));
     let _ = writeln!(out, "  kernel: {}", q(&header.kernel));
+    let lines: Vec<String> = header.kernel_lines.iter().map(|l| q(l)).collect();
+    let _ = writeln!(out, "  kernel_lines: [{}]", lines.join(", "));
     let _ = writeln!(out, "  machine: {}", q(&header.machine));
     out.push_str("---\n");
     out.push_str(&contents(content));
@@ -404,6 +416,7 @@ struct RawInfo {
     scenario: Option<String>,
     collector: Option<String>,
     kernel: Option<String>,
+    kernel_lines: Option<Vec<String>>,
     machine: Option<String>,
 }
 
@@ -416,6 +429,7 @@ impl RawHeader {
             scenario: info.scenario?,
             collector: info.collector?,
             kernel: info.kernel.unwrap_or_default(),
+            kernel_lines: info.kernel_lines.unwrap_or_default(),
             machine: info.machine.unwrap_or_default(),
         })
     }
@@ -451,6 +465,14 @@ fn diff(golden_path: &Path, old: &Golden, header: &Header, actual: &str) -> Stri
                 let _ = writeln!(out, "note: recorded with {what} {was}, this run used {now}");
             }
         }
+        if with_this_line(old, header).is_some() {
+            let _ = writeln!(
+                out,
+                "note: valid for kernel lines [{}]; this run used line {}",
+                recorded.kernel_lines.join(", "),
+                header.kernel_lines.join(", ")
+            );
+        }
     }
     let unified = text_diff
         .unified_diff()
@@ -467,6 +489,25 @@ fn diff(golden_path: &Path, old: &Golden, header: &Header, actual: &str) -> Stri
         let _ = writeln!(out, "... {more} more diff lines not shown");
     }
     out
+}
+
+/// The header to keep when content recorded on other kernel lines matched on this one: the old
+/// lines plus this run's. `None` when nothing is new.
+fn with_this_line(old: &Golden, header: &Header) -> Option<Header> {
+    let recorded = old.header.as_ref()?;
+    let missing: Vec<&String> = header
+        .kernel_lines
+        .iter()
+        .filter(|l| !recorded.kernel_lines.contains(l))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut merged = header.clone();
+    merged.kernel_lines = recorded.kernel_lines.clone();
+    merged.kernel_lines.extend(missing.into_iter().cloned());
+    merged.kernel_lines.sort();
+    Some(merged)
 }
 
 /// Writes `text` to `path` so that the file is, at every moment, either what it was or `text`
@@ -557,6 +598,7 @@ mod tests {
             scenario: "amd-f15h-dram-ce".into(),
             collector: "kmsg".into(),
             kernel: "6.1.0-56-amd64".into(),
+            kernel_lines: vec!["6.1".into()],
             machine: "EPYC,-hypervisor,family=21,model=2".into(),
         }
     }
@@ -597,6 +639,7 @@ mod tests {
           scenario: "amd-f15h-dram-ce"
           collector: "kmsg"
           kernel: "6.1.0-56-amd64"
+          kernel_lines: ["6.1"]
           machine: "EPYC,-hypervisor,family=21,model=2"
         ---
         [<TIME>] mce: [Hardware Error]: Machine check events logged
@@ -612,7 +655,7 @@ mod tests {
         std::fs::write(&p, render(&header(), OUTPUT)).unwrap();
         let golden = read(&p).unwrap();
         assert_eq!(golden.header, Some(header()));
-        assert_eq!(golden.header_lines, 10);
+        assert_eq!(golden.header_lines, 11);
         assert_eq!(golden.content, OUTPUT.trim_end());
 
         // A snapshot insta itself wrote for this crate's tests: its header has no `info`.
@@ -692,6 +735,33 @@ mod tests {
     }
 
     #[test]
+    fn accepting_a_match_on_another_kernel_line_adds_the_line_and_a_change_resets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
+        let golden = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
+        let mut other_line = header();
+        other_line.kernel = "6.12.115+deb12-amd64".into();
+        other_line.kernel_lines = vec!["6.12".into()];
+        // A check names the lines the file is valid for, and writes nothing there.
+        let v = check(dir.path(), &other_line, "changed", Mode::Check { ci: true }).unwrap();
+        let Verdict::Mismatch { diff, .. } = v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            diff.contains("note: valid for kernel lines [6.1]; this run used line 6.12"),
+            "{diff}"
+        );
+        let v = check(dir.path(), &other_line, OUTPUT, Mode::Accept).unwrap();
+        assert_eq!(v, Verdict::Matched);
+        assert_eq!(
+            read(&golden).unwrap().header.unwrap().kernel_lines,
+            ["6.1", "6.12"]
+        );
+        check(dir.path(), &header(), "changed", Mode::Accept).unwrap();
+        assert_eq!(read(&golden).unwrap().header.unwrap().kernel_lines, ["6.1"]);
+    }
+
+    #[test]
     fn a_mismatch_shows_a_diff_that_points_at_the_changed_line() {
         let dir = tempfile::tempdir().unwrap();
         check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
@@ -704,7 +774,7 @@ mod tests {
         };
         let shown = diff.replace(&dir.path().display().to_string(), "golden");
         insta::assert_snapshot!(shown, @r"
-        first difference at golden/amd-f15h-dram-ce__kmsg.snap:13
+        first difference at golden/amd-f15h-dram-ce__kmsg.snap:14
         note: recorded with kernel 6.1.0-56-amd64, this run used 6.1.0-57-amd64
         --- golden/amd-f15h-dram-ce__kmsg.snap
         +++ this run
@@ -714,9 +784,9 @@ mod tests {
         -[<TIME>] [Hardware Error]: MC4 Error (node 0): DRAM ECC error detected on the NB.
         +[<TIME>] [Hardware Error]: MC4 Error (node 1): DRAM ECC error detected on the NB.
         ");
-        // Line 13 of the golden file is the changed line.
+        // Line 14 of the golden file is the changed line.
         let text = std::fs::read_to_string(golden).unwrap();
-        assert!(text.lines().nth(12).unwrap().contains("node 0"));
+        assert!(text.lines().nth(13).unwrap().contains("node 0"));
         assert_eq!(
             read(new.as_ref().unwrap()).unwrap().content,
             changed.trim_end()

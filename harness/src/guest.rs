@@ -21,7 +21,7 @@ use rasdrill_qemu::vm::{Vm, VmError};
 
 use crate::agent::client::{AgentClient, ClientError};
 use crate::agent::config::{AgentConfig, SetupStep, CONFIG_PATH};
-use crate::agent::protocol::Ready;
+use crate::agent::protocol::{ModuleFailure, Ready};
 use crate::profile::Profile;
 
 /// Modules every guest loads: the injector the agent drives.
@@ -134,6 +134,12 @@ pub enum GuestError {
     Qmp(#[from] QmpError),
     #[error("--accel kvm: {0}")]
     KvmUnavailable(String),
+    /// A module the guest needs did not load: the kernel and its modules do not fit together.
+    #[error("the guest kernel {release} refused a module: {failure}")]
+    ModuleLoad {
+        release: String,
+        failure: ModuleFailure,
+    },
     /// The guest kernel panicked (or QEMU exited) while we waited for something.
     #[error("the guest kernel panicked {when}, {elapsed:.1?} after QEMU started: {message}\n--- last console lines ---\n{console}")]
     Panicked {
@@ -253,6 +259,12 @@ impl Guest {
         ));
         for warning in &ready.warnings {
             progress(&format!("guest warning: {warning}"));
+        }
+        if let Some(failure) = ready.module_failures.first() {
+            return Err(GuestError::ModuleLoad {
+                release: ready.kernel_release.clone(),
+                failure: failure.clone(),
+            });
         }
         Ok(Guest {
             vm,

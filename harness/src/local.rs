@@ -114,6 +114,7 @@ impl LocalTarget {
             uptime_ms: 0,
             setup_ms: 0,
             modules_loaded: Vec::new(),
+            module_failures: Vec::new(),
             tracepoints_enabled: enabled,
             warnings: Vec::new(),
         };

@@ -15,6 +15,7 @@ use std::process::Command;
 use crate::debian::{self, DebianError};
 use crate::decompress::{self, Format};
 use crate::modules::{ModuleError, ModuleIndex};
+use crate::pinned;
 
 /// Environment variable naming the cache directory.
 pub const CACHE_ENV: &str = "RASDRILL_CACHE";
@@ -66,8 +67,6 @@ impl Kernel {
 pub enum KernelError {
     #[error("no cache directory: set RASDRILL_CACHE (or XDG_CACHE_HOME, or HOME)")]
     NoCacheDir,
-    #[error("no kernel in {dir}: run `rasdrill kernel fetch` to download Debian's, or pass --kernel PATH --modules DIR")]
-    NoneCached { dir: PathBuf },
     #[error(
         "kernel {release} is not in {dir} (cached: {cached}): run `rasdrill kernel fetch --release {release}`, \
          or pass --kernel PATH --modules DIR"
@@ -83,8 +82,6 @@ pub enum KernelError {
         path: PathBuf,
         expected: &'static str,
     },
-    #[error("`apt-cache depends linux-image-amd64` names no kernel package: {output}")]
-    NoDefaultKernel { output: String },
     #[error(transparent)]
     Debian(#[from] DebianError),
     #[error("apt knows no package {package} (run apt-get update?); available: {available}")]
@@ -205,41 +202,34 @@ impl KernelCache {
         Ok(kernels)
     }
 
-    /// The newest cached kernel, or the one for `release` (`6.1.0-56` or `6.1.0-56-amd64`).
+    /// The cached kernel for `release` (`6.1.0-56`, `6.1.0-56-amd64`, or a pinned line such as
+    /// `6.1`), by default the default line's pinned release: never just the newest cached, so
+    /// that fetching another kernel cannot change what a run boots.
     pub fn find(&self, release: Option<&str>) -> Result<Kernel, KernelError> {
         let kernels = self.list()?;
-        match release.map(full_release) {
-            None => kernels
-                .into_iter()
-                .next_back()
-                .ok_or(KernelError::NoneCached {
-                    dir: self.kernels_dir(),
-                }),
-            Some(wanted) => {
-                let cached = kernels
-                    .iter()
-                    .map(|k| k.release.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                kernels
-                    .iter()
-                    .find(|k| k.release == wanted)
-                    .cloned()
-                    .ok_or_else(|| KernelError::NotCached {
-                        release: wanted,
-                        dir: self.kernels_dir(),
-                        cached: if cached.is_empty() {
-                            "none".into()
-                        } else {
-                            cached
-                        },
-                    })
-            }
+        let wanted = full_release(release.unwrap_or(pinned::DEFAULT_LINE));
+        if let Some(kernel) = kernels.iter().find(|k| k.release == wanted) {
+            return Ok(kernel.clone());
         }
+        let cached = kernels
+            .iter()
+            .map(|k| k.release.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(KernelError::NotCached {
+            release: wanted,
+            dir: self.kernels_dir(),
+            cached: if cached.is_empty() {
+                "none".into()
+            } else {
+                cached
+            },
+        })
     }
 
-    /// Downloads and unpacks Debian's kernel for `release` (default: what `linux-image-amd64`
-    /// depends on), unless it is cached already. Needs apt's package lists, not root.
+    /// Downloads and unpacks Debian's kernel for `release` (as [`KernelCache::find`] reads it;
+    /// default: the default line's pin), unless it is cached already. Needs apt's package
+    /// lists, not root.
     pub fn fetch(
         &self,
         release: Option<&str>,
@@ -415,9 +405,12 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>, String> {
     Ok(vmlinux)
 }
 
-/// `6.1.0-56` -> `6.1.0-56-amd64`; a full release is kept.
+/// `6.1` (a pinned line) -> its pinned release; `6.1.0-56` -> `6.1.0-56-amd64`; a full
+/// release is kept.
 fn full_release(release: &str) -> String {
-    if release.ends_with("-amd64") {
+    if let Some(line) = pinned::by_name(release) {
+        line.release.to_owned()
+    } else if release.ends_with("-amd64") {
         release.to_owned()
     } else {
         format!("{release}-amd64")
@@ -445,24 +438,7 @@ fn version_key(release: &str) -> Vec<(u64, String)> {
 /// The package to download, its version and the release it holds. Prefers the `-unsigned`
 /// package (the same kernel without the Secure Boot signature), else the signed one.
 fn resolve_package(release: Option<&str>) -> Result<(String, String, String), KernelError> {
-    let release = match release {
-        Some(release) => full_release(release),
-        None => {
-            let text =
-                debian::run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
-            let image = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("Depends: "))
-                .find(|p| p.starts_with("linux-image-"))
-                .ok_or_else(|| KernelError::NoDefaultKernel {
-                    output: text.trim().to_owned(),
-                })?;
-            image
-                .trim_start_matches("linux-image-")
-                .trim_end_matches("-unsigned")
-                .to_owned()
-        }
-    };
+    let release = full_release(release.unwrap_or(pinned::DEFAULT_LINE));
     for package in [
         format!("linux-image-{release}-unsigned"),
         format!("linux-image-{release}"),
@@ -593,21 +569,29 @@ mod tests {
     }
 
     #[test]
-    fn find_picks_the_newest_complete_kernel_or_the_named_one() {
+    fn find_picks_the_pinned_default_never_the_newest_or_the_named_one() {
         let dir = tempfile::tempdir().unwrap();
         let cache = KernelCache::at(dir.path());
+        let pinned = pinned::default_line().release;
         let err = cache.find(None).unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
-                "no kernel in {}/kernels: run `rasdrill kernel fetch` to download Debian's, or pass --kernel PATH --modules DIR",
+                "kernel {pinned} is not in {}/kernels (cached: none): run `rasdrill kernel fetch --release {pinned}`, \
+                 or pass --kernel PATH --modules DIR",
                 dir.path().display()
             )
         );
         fake_cached(&cache, "6.1.0-9-amd64", true);
-        fake_cached(&cache, "6.1.0-56-amd64", true);
+        fake_cached(&cache, "6.12.999+deb12-amd64", true); // newer, cached later: not the default
         fake_cached(&cache, "6.1.0-99-amd64", false); // half-written: ignored
-        assert_eq!(cache.find(None).unwrap().release, "6.1.0-56-amd64");
+        assert!(cache.find(None).is_err());
+        fake_cached(&cache, pinned, true);
+        assert_eq!(cache.find(None).unwrap().release, pinned);
+        assert_eq!(
+            cache.find(Some(pinned::DEFAULT_LINE)).unwrap().release,
+            pinned
+        );
         let named = cache.find(Some("6.1.0-9")).unwrap();
         assert_eq!(
             named.vmlinux,
@@ -620,7 +604,10 @@ mod tests {
         );
         let err = cache.find(Some("6.1.0-99")).unwrap_err().to_string();
         assert!(err.starts_with("kernel 6.1.0-99-amd64 is not in "), "{err}");
-        assert!(err.contains("(cached: 6.1.0-9-amd64, 6.1.0-56-amd64): run `rasdrill kernel fetch --release 6.1.0-99-amd64`"), "{err}");
+        assert!(
+            err.contains("run `rasdrill kernel fetch --release 6.1.0-99-amd64`"),
+            "{err}"
+        );
     }
 
     #[test]

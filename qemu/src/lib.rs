@@ -14,6 +14,7 @@ mod elf;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod pinned;
 pub mod process;
 pub mod qmp;
 pub mod vm;

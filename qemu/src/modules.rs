@@ -263,20 +263,39 @@ fn find_module_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<
     Ok(())
 }
 
+/// A module file's ELF bytes: `.ko.xz`, `.ko.gz` and `.ko.zst` files (Debian's 6.12 kernels
+/// ship `.ko.xz`) are decompressed, by their magic bytes.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, ModuleError> {
+    let raw = fs::read(path).map_err(|source| ModuleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match Format::from_magic(&raw) {
+        Some(format) => decompress::decompress(format, &raw).map_err(|e| ModuleError::BadModule {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+        None => Ok(raw),
+    }
+}
+
+/// `kernel/x/mce-inject.ko.xz` -> `kernel/x/mce-inject.ko`: where a module goes once
+/// decompressed. A plain `.ko` path is kept.
+pub fn uncompressed_path(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.rfind(".ko.") {
+        Some(at) if is_module_file(&text) => PathBuf::from(&text[..at + 3]),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Reads `name=` and `depends=` from a module's `.modinfo` (NUL-separated `key=value`).
 fn read_modinfo(path: &Path) -> Result<(Option<String>, Vec<String>), ModuleError> {
     let bad = |reason: String| ModuleError::BadModule {
         path: path.to_path_buf(),
         reason,
     };
-    let raw = fs::read(path).map_err(|source| ModuleError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bytes = match Format::from_magic(&raw) {
-        Some(format) => decompress::decompress(format, &raw).map_err(|e| bad(e.to_string()))?,
-        None => raw,
-    };
+    let bytes = read_module(path)?;
     let modinfo = elf::section(&bytes, ".modinfo")
         .map_err(bad)?
         .ok_or_else(|| bad("no .modinfo section".into()))?;
@@ -387,6 +406,54 @@ mod tests {
         assert!(
             err.starts_with("module `broken` depends on `ghost`, which is not in "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn compressed_modules_are_indexed_read_and_renamed_as_plain_ko() {
+        let tree = sample_tree();
+        let d = tree.path();
+        // Debian 6.12's layout: every module xz-compressed (one zstd here too).
+        for (rel, tool, args) in [
+            ("kernel/lib/base_mod.ko", "xz", &["-q"][..]),
+            ("kernel/arch/x86/mce-inject.ko", "zstd", &["-q", "--rm"][..]),
+        ] {
+            let status = std::process::Command::new(tool)
+                .args(args)
+                .arg(d.join(rel))
+                .status()
+                .unwrap();
+            assert!(status.success(), "{tool}");
+        }
+        let index = ModuleIndex::scan(d).unwrap();
+        let dep = index.to_modules_dep().unwrap();
+        assert!(
+            dep.contains("kernel/lib/left_dep.ko: kernel/lib/base_mod.ko.xz\n"),
+            "{dep}"
+        );
+        fs::write(d.join("modules.dep"), &dep).unwrap();
+        let order = ModuleIndex::load(d)
+            .unwrap()
+            .load_order(&["left-dep", "mce_inject"])
+            .unwrap();
+        let paths: Vec<_> = order.iter().map(|m| m.path.to_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "kernel/lib/base_mod.ko.xz",
+                "kernel/lib/left_dep.ko",
+                "kernel/arch/x86/mce-inject.ko.zst"
+            ]
+        );
+        let elf = read_module(&d.join(&order[0].path)).unwrap();
+        assert!(elf.starts_with(b"\x7fELF"));
+        assert_eq!(
+            uncompressed_path(&order[2].path),
+            Path::new("kernel/arch/x86/mce-inject.ko")
+        );
+        assert_eq!(
+            uncompressed_path(&order[1].path),
+            Path::new("kernel/lib/left_dep.ko")
         );
     }
 

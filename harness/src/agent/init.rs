@@ -15,13 +15,16 @@ use nix::sys::reboot::{reboot, RebootMode};
 use nix::time::{clock_gettime, ClockId};
 
 use super::config::{AgentConfig, SetupStep, CONFIG_PATH};
+use super::kmsg;
 use super::process::Children;
-use super::protocol::Ready;
+use super::protocol::{ModuleFailure, Ready};
 use super::server::{serve, Agent, Ending, Environment};
 use super::{serial, trace, AgentError};
 
 /// How often PID 1 looks for orphaned zombies to reap.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+const KMSG: &str = "/dev/kmsg";
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -60,8 +63,7 @@ fn setup_and_serve(started: Instant) -> Result<Ending, AgentError> {
         root: PathBuf::from("/"),
     };
 
-    let (modules_loaded, module_warnings) = load_modules(&config.modules);
-    warnings.extend(module_warnings);
+    let (modules_loaded, module_failures) = load_modules(&config.modules);
     if let Some(seconds) = config.mce_check_interval_s {
         warnings.extend(set_check_interval(
             &env.path("/sys/devices/system/machinecheck"),
@@ -107,7 +109,8 @@ fn setup_and_serve(started: Instant) -> Result<Ending, AgentError> {
             source,
         })?;
 
-    let ready = probe_ready(started, modules_loaded, tracepoints_enabled, warnings);
+    let mut ready = probe_ready(started, modules_loaded, tracepoints_enabled, warnings);
+    ready.module_failures = module_failures;
     for warning in &ready.warnings {
         say(&format!("warning: {warning}"));
     }
@@ -174,22 +177,40 @@ fn console_stdio() {
     }
 }
 
-/// Loads modules in order with finit_module(2). Returns the names loaded and a warning for
-/// each that failed (the host decides whether that matters; the guest stays up to say why).
-fn load_modules(paths: &[PathBuf]) -> (Vec<String>, Vec<String>) {
+/// Loads modules in order with finit_module(2). Returns the names loaded and each failure
+/// with the kernel's reason: the host refuses a guest whose modules did not all load.
+fn load_modules(paths: &[PathBuf]) -> (Vec<String>, Vec<ModuleFailure>) {
     let mut loaded = Vec::new();
-    let mut warnings = Vec::new();
+    let mut failures = Vec::new();
     for path in paths {
         let name = module_name(path);
+        let before = last_kmsg_seq();
         match load_module(path) {
             Ok(()) => loaded.push(name),
-            Err(e) => warnings.push(format!(
-                "cannot load module {name} from {}: {e}",
-                path.display()
-            )),
+            Err(e) => failures.push(ModuleFailure {
+                name,
+                path: path.clone(),
+                error: e.to_string(),
+                kernel_said: kmsg_since(before),
+            }),
         }
     }
-    (loaded, warnings)
+    (loaded, failures)
+}
+
+/// The sequence number of the newest kernel log record, if the log can be read.
+fn last_kmsg_seq() -> Option<u64> {
+    kmsg::read_after(Path::new(KMSG), None)
+        .ok()
+        .and_then(|records| records.last().map(|r| r.seq))
+}
+
+/// What the kernel logged after `after` (all of its log when that is unknown, which is short
+/// this early in boot), one line per record.
+fn kmsg_since(after: Option<u64>) -> Vec<String> {
+    kmsg::read_after(Path::new(KMSG), after)
+        .map(|records| records.into_iter().map(|r| r.text).collect())
+        .unwrap_or_default()
 }
 
 fn module_name(path: &Path) -> String {
@@ -271,6 +292,7 @@ pub(crate) fn probe_ready(
         uptime_ms: uptime.as_millis() as u64,
         setup_ms: started.elapsed().as_millis() as u64,
         modules_loaded,
+        module_failures: Vec::new(),
         tracepoints_enabled,
         warnings,
     }
@@ -292,14 +314,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_module_is_a_warning_naming_it() {
-        let (loaded, warnings) = load_modules(&[PathBuf::from("/nonexistent/x.ko")]);
+    fn a_module_that_does_not_load_is_a_failure_naming_it_and_why() {
+        let (loaded, failures) = load_modules(&[PathBuf::from("/nonexistent/x.ko")]);
         assert!(loaded.is_empty());
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].name.as_str(), failures[0].path.as_path()),
+            ("x", Path::new("/nonexistent/x.ko"))
+        );
         assert!(
-            warnings[0].starts_with("cannot load module x from /nonexistent/x.ko"),
+            failures[0].to_string().starts_with(
+                "module x (/nonexistent/x.ko) did not load: No such file or directory"
+            ),
             "{}",
-            warnings[0]
+            failures[0]
         );
     }
 

@@ -160,9 +160,38 @@ pub struct Ready {
     pub setup_ms: u64,
     /// Module file names (without `.ko`) that are loaded.
     pub modules_loaded: Vec<String>,
+    /// Modules that did not load: the host treats any as a broken guest.
+    pub module_failures: Vec<ModuleFailure>,
     pub tracepoints_enabled: Vec<String>,
     /// Setup steps that failed without stopping the agent (a module that refused to load...).
     pub warnings: Vec<String>,
+}
+
+/// A module the agent could not load, with the kernel's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFailure {
+    pub name: String,
+    pub path: PathBuf,
+    /// finit_module's error (`Exec format error (os error 8)`).
+    pub error: String,
+    /// What the kernel logged while refusing it (`Invalid ELF header magic: != \x7fELF`).
+    pub kernel_said: Vec<String>,
+}
+
+impl std::fmt::Display for ModuleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "module {} ({}) did not load: {}",
+            self.name,
+            self.path.display(),
+            self.error
+        )?;
+        if !self.kernel_said.is_empty() {
+            write!(f, "; the kernel said: {}", self.kernel_said.join(" / "))?;
+        }
+        Ok(())
+    }
 }
 
 /// Agent to host.
@@ -290,6 +319,7 @@ mod tests {
             uptime_ms: 2400,
             setup_ms: 30,
             modules_loaded: vec!["mce-inject".into()],
+            module_failures: vec![],
             tracepoints_enabled: vec!["mce/mce_record".into()],
             warnings: vec![],
         };

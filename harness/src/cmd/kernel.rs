@@ -4,15 +4,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use rasdrill_qemu::kernel::{Kernel, KernelCache};
+use rasdrill_qemu::pinned;
 
 use crate::exit::Failure;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  # Download Debian's current amd64 kernel into the cache (once; later calls are no-ops):
+  # Download every pinned kernel line into the cache (once; later calls are no-ops):
   rasdrill kernel fetch
-  # A specific ABI:
-  rasdrill kernel fetch --release 6.1.0-56
+  # One pinned line, or any Debian ABI:
+  rasdrill kernel fetch --release 6.1
+  rasdrill kernel fetch --release 6.12.115+deb12
   # What is cached, and where:
   rasdrill kernel list
 
@@ -22,7 +24,7 @@ The cache is $RASDRILL_CACHE, else $XDG_CACHE_HOME/rasdrill, else ~/.cache/rasdr
 pub enum KernelCommand {
     /// Download and unpack a Debian kernel (linux-image-<abi>-amd64-unsigned) into the cache
     Fetch {
-        /// The kernel ABI, e.g. 6.1.0-56 (default: what linux-image-amd64 depends on)
+        /// A pinned line (6.1) or a Debian kernel ABI (6.1.0-56) (default: every pinned line)
         #[arg(long)]
         release: Option<String>,
     },
@@ -40,7 +42,7 @@ pub struct KernelArgs {
     /// The lib/modules/<release> directory that goes with --kernel
     #[arg(long, value_name = "DIR", requires = "kernel")]
     pub modules: Option<PathBuf>,
-    /// Use the cached kernel of this release (default: the newest cached)
+    /// Use the cached kernel of this release or pinned line (default: the default pinned line)
     #[arg(
         long = "kernel-release",
         value_name = "RELEASE",
@@ -70,12 +72,20 @@ pub fn run(cmd: KernelCommand) -> Result<(), Failure> {
     let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
     match cmd {
         KernelCommand::Fetch { release } => {
-            let kernel = cache
-                .fetch(release.as_deref(), &mut |event| {
-                    eprintln!("rasdrill: {event}")
-                })
-                .map_err(Failure::infrastructure)?;
-            println!("{}\t{}", kernel.release, kernel.vmlinux.display());
+            let releases = match &release {
+                Some(release) => vec![release.as_str()],
+                None => pinned::LINES.iter().map(|l| l.release).collect(),
+            };
+            for release in releases {
+                let kernel = cache
+                    .fetch(Some(release), &mut |event| eprintln!("rasdrill: {event}"))
+                    .map_err(Failure::infrastructure)?;
+                crate::exit::print(format_args!(
+                    "{}\t{}\n",
+                    kernel.release,
+                    kernel.vmlinux.display()
+                ))?;
+            }
             Ok(())
         }
         KernelCommand::List => {
@@ -87,7 +97,7 @@ pub fn run(cmd: KernelCommand) -> Result<(), Failure> {
                 );
             }
             for k in kernels {
-                println!("{}\t{}", k.release, k.vmlinux.display());
+                crate::exit::print(format_args!("{}\t{}\n", k.release, k.vmlinux.display()))?;
             }
             Ok(())
         }

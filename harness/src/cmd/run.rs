@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::{Kernel, KernelCache, KernelError};
+use rasdrill_qemu::pinned;
 
 use crate::cmd::kernel::KernelArgs;
 use crate::collect::rasdaemon_build::RasdaemonBuild;
@@ -118,7 +119,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         rasdaemon: args.rasdaemon.clone(),
     };
     let report = run::run(&scenarios, &options, &mut Progress::stderr());
-    print!("{}", report.summary());
+    // The reports are written even when nobody reads standard output any more.
+    let printed = crate::exit::print(report.summary());
     if let Some(path) = &args.junit {
         report.write_junit(path).map_err(|e| {
             Failure::infrastructure(format!("cannot write {}: {e}", path.display()))
@@ -129,6 +131,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             Failure::infrastructure(format!("cannot write {}: {e}", path.display()))
         })?;
     }
+    printed?;
     verdict(&report)
 }
 
@@ -139,27 +142,49 @@ fn needs_default_kernel(scenarios: &[Scenario]) -> bool {
         .any(|s| s.machine().is_some_and(|m| m.kernel.is_none()))
 }
 
-/// `--kernel/--modules`, else the cached kernel, else one fetched now (the main job fetches
-/// what it needs).
+/// `--kernel/--modules`, else the cached kernel (the default pinned line unless
+/// `--kernel-release` names another), else one fetched now (the main job fetches what it
+/// needs). Says which kernel the guests will boot.
 fn default_kernel(args: &KernelArgs) -> Result<Kernel, Failure> {
-    if args.kernel.is_some() {
-        return args.resolve();
-    }
-    let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
-    match cache.find(args.release.as_deref()) {
-        Ok(kernel) => Ok(kernel),
-        Err(KernelError::NoneCached { .. } | KernelError::NotCached { .. }) => {
-            eprintln!(
-                "rasdrill: no guest kernel in {}: fetching Debian's",
-                cache.kernels_dir().display()
-            );
-            cache
-                .fetch(args.release.as_deref(), &mut |event| {
-                    eprintln!("rasdrill: {event}")
-                })
-                .map_err(|e| Failure::infrastructure(format!("cannot fetch a guest kernel: {e}")))
+    let kernel = if args.kernel.is_some() {
+        args.resolve()?
+    } else {
+        let cache = KernelCache::from_env().map_err(Failure::bad_input)?;
+        match cache.find(args.release.as_deref()) {
+            Ok(kernel) => kernel,
+            Err(KernelError::NotCached { release, .. }) => {
+                eprintln!(
+                    "rasdrill: kernel {release} is not in {}: fetching it",
+                    cache.kernels_dir().display()
+                );
+                cache
+                    .fetch(Some(&release), &mut |event| eprintln!("rasdrill: {event}"))
+                    .map_err(|e| {
+                        Failure::infrastructure(format!("cannot fetch a guest kernel: {e}"))
+                    })?
+            }
+            Err(e) => return Err(Failure::infrastructure(e)),
         }
-        Err(e) => Err(Failure::infrastructure(e)),
+    };
+    eprintln!("rasdrill: guest kernel {}", describe_kernel(&kernel));
+    Ok(kernel)
+}
+
+/// `6.1.0-57-amd64 (pinned line 6.1, the default)`, or where an unpinned kernel came from.
+fn describe_kernel(kernel: &Kernel) -> String {
+    let line = pinned::line_of(&kernel.release);
+    match pinned::by_name(&line) {
+        Some(p) if p.release == kernel.release && line == pinned::DEFAULT_LINE => {
+            format!("{} (pinned line {line}, the default)", kernel.release)
+        }
+        Some(p) if p.release == kernel.release => {
+            format!("{} (pinned line {line})", kernel.release)
+        }
+        _ => format!(
+            "{} (not a pinned release: {})",
+            kernel.release,
+            kernel.vmlinux.display()
+        ),
     }
 }
 

@@ -14,7 +14,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::modules::{ModuleError, ModuleIndex};
+use crate::modules::{self, ModuleError, ModuleIndex};
 use cpio::{CpioEntry, CpioWriter, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG};
 
 /// Why an initramfs could not be assembled or written.
@@ -270,7 +270,9 @@ impl Initramfs {
 
     /// The named modules and all their dependencies, copied to
     /// `/lib/modules/<release>/<path>` (release = the index directory's name). Returns them in
-    /// load order (dependencies first); built-in modules are not in the list.
+    /// load order (dependencies first); built-in modules are not in the list. Compressed
+    /// modules are decompressed here, on the host, and placed as plain `.ko` files: the guest
+    /// loads them with finit_module whatever its kernel's own decompression support.
     pub fn modules<S: AsRef<str>>(
         &mut self,
         index: &ModuleIndex,
@@ -284,8 +286,14 @@ impl Initramfs {
         let guest_dir = Path::new("/lib/modules").join(release);
         let mut loaded = Vec::new();
         for module in index.load_order(names)? {
-            let guest_path = guest_dir.join(&module.path);
-            self.host_file(&guest_path, &index.dir().join(&module.path), Some(0o644))?;
+            let host = index.dir().join(&module.path);
+            let plain = modules::uncompressed_path(&module.path);
+            let guest_path = guest_dir.join(&plain);
+            if plain == module.path {
+                self.host_file(&guest_path, &host, Some(0o644))?;
+            } else {
+                self.file(&guest_path, modules::read_module(&host)?, 0o644)?;
+            }
             loaded.push(GuestModule {
                 name: module.name,
                 path: guest_path,
@@ -549,6 +557,29 @@ mod tests {
         }
         assert!(!image.nodes.contains_key("lib/x86_64-linux-gnu/libz.so.1"));
         assert!(image.nodes.contains_key("lib/x86_64-linux-gnu/libc.so.6"));
+    }
+
+    #[test]
+    fn compressed_modules_land_decompressed_as_plain_ko() {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("6.12.115+deb12-amd64");
+        let module = release.join("kernel/arch/x86/mce-inject.ko");
+        fs::create_dir_all(module.parent().unwrap()).unwrap();
+        let elf = crate::elf::tests::tiny_elf(&[(".modinfo", b"name=mce_inject\0depends=\0")]);
+        fs::write(&module, &elf).unwrap();
+        let status = std::process::Command::new("xz")
+            .arg(&module)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let index = ModuleIndex::scan(&release).unwrap();
+        let mut image = Initramfs::new();
+        let loaded = image.modules(&index, &["mce-inject"]).unwrap();
+        let guest = "lib/modules/6.12.115+deb12-amd64/kernel/arch/x86/mce-inject.ko";
+        assert_eq!(loaded[0].path, Path::new("/").join(guest));
+        let entries = archive(&image);
+        let entry = entries.iter().find(|e| e.name == guest).expect(guest);
+        assert_eq!(entry.data, elf);
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! The kernel lines the suite runs on, pinned here so that what `rasdrill run` boots is decided
+//! by the repository, not by whatever happens to be cached. A line is a Debian kernel series
+//! (`6.1`, `6.12`); its pin is the exact package release the suite's golden files were made
+//! with. Adding a line is one entry in [`LINES`].
+
+/// One pinned kernel line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelLine {
+    /// The series, `major.minor` of the release (`6.1`).
+    pub name: &'static str,
+    /// The Debian release pinned for it (`uname -r`), fetched as
+    /// `linux-image-<release>-unsigned`.
+    pub release: &'static str,
+}
+
+/// Every pinned line, oldest first.
+pub const LINES: &[KernelLine] = &[KernelLine {
+    name: "6.1",
+    release: "6.1.0-57-amd64",
+}];
+
+/// The line a plain `rasdrill run` boots.
+pub const DEFAULT_LINE: &str = "6.1";
+
+/// The default line's entry.
+pub fn default_line() -> &'static KernelLine {
+    by_name(DEFAULT_LINE).expect("DEFAULT_LINE is one of LINES")
+}
+
+/// The pinned line called `name` (`6.1`).
+pub fn by_name(name: &str) -> Option<&'static KernelLine> {
+    LINES.iter().find(|l| l.name == name)
+}
+
+/// The series a release belongs to: `6.1.0-57-amd64` -> `6.1`, `6.12.115+deb12-amd64` -> `6.12`.
+pub fn line_of(release: &str) -> String {
+    let numbers: Vec<&str> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .collect();
+    numbers.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pin_belongs_to_its_line_and_the_default_is_pinned() {
+        for line in LINES {
+            assert_eq!(line_of(line.release), line.name, "{line:?}");
+        }
+        assert_eq!(default_line().name, DEFAULT_LINE);
+        assert_eq!(line_of("6.12.115+deb12-amd64"), "6.12");
+        assert_eq!(by_name("5.10"), None);
+    }
+}
