@@ -215,7 +215,11 @@ impl Collector for Command {
         let out = self.run(target, "collect", &self.spec.collect.clone())?;
         let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
         let records = lines.iter().filter(|l| !l.trim().is_empty()).count();
-        Ok(Collected { lines, records })
+        Ok(Collected {
+            lines,
+            records,
+            ..Default::default()
+        })
     }
 
     fn stop(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {

@@ -7,6 +7,12 @@
 //! rate-limited notices ([`RATE_LIMITED`]) are always left out: whether one is printed depends
 //! on what ran before in the same guest, and results must not depend on order.
 //!
+//! Kernel crash reports are kept whole whatever the filter, and counted as crashes: an oops,
+//! `BUG:`, `WARNING:` or call trace ([`CRASH_START`]) opens a report that runs to the kernel's
+//! `---[ end trace ... ]---` line (or to the end of the window when there is none). A decoder
+//! that crashes is then seen, and fails its scenario. The stack a panic dumps after its
+//! `Kernel panic - not syncing:` line is the panic's, not a crash: an expected panic stays one.
+//!
 //! A record, for `wait: {records: N}`, is one machine-check or memory-controller error as the
 //! kernel reports it: a line matching [`RECORD`], i.e. the kernel's own `Machine Check...: Bank N:`
 //! line (no decoder, or a panic), edac_mce_amd's `MCn_STATUS` line, or the EDAC core's
@@ -30,6 +36,18 @@ pub const RATE_LIMITED: &str = r"Machine check events logged|callbacks suppresse
 /// One error report, whoever printed it.
 pub const RECORD: &str = r"Machine Check( Exception)?: [0-9a-fA-F]+ Bank \d+:|\bMC\d+_STATUS\b|EDAC MC\d+: \d+ (CE|UE)\b";
 
+/// The first line of a kernel crash report.
+pub const CRASH_START: &str = r"^(?:-+\[ cut here \]-+|BUG: |Oops: |WARNING: |kernel BUG at |general protection fault|Call Trace:)";
+/// The last line of an oops or WARN report.
+const CRASH_END: &str = r"^-+\[ end trace [0-9a-f]* ?\]-+";
+/// After this line, a call trace is the panic's own.
+const PANIC: &str = r"^Kernel panic - not syncing";
+
+static CRASH_START_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(CRASH_START).expect("a valid pattern"));
+static CRASH_END_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(CRASH_END).expect("a valid pattern"));
+static PANIC_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(PANIC).expect("a valid pattern"));
 static RATE_LIMITED_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(RATE_LIMITED).expect("a valid pattern"));
 static RECORD_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(RECORD).expect("a valid pattern"));
@@ -71,12 +89,23 @@ impl Kmsg {
 
     fn collected(&self, texts: impl Iterator<Item = (String, String)>) -> Collected {
         let mut out = Collected::default();
+        let mut in_crash = false;
+        let mut panicked = false;
         for (text, shown) in texts {
-            if self.keeps(&text) {
-                if RECORD_RE.is_match(&text) {
+            let text = text.trim_end();
+            panicked |= PANIC_RE.is_match(text);
+            if !in_crash && !panicked && CRASH_START_RE.is_match(text) {
+                in_crash = true;
+                out.crashes.push(text.to_string());
+            }
+            if in_crash || self.keeps(text) {
+                if RECORD_RE.is_match(text) {
                     out.records += 1;
                 }
                 out.lines.push(shown);
+            }
+            if in_crash && CRASH_END_RE.is_match(text) {
+                in_crash = false;
             }
         }
         out
@@ -218,6 +247,57 @@ mod tests {
             out.lines[1],
             "[    3.100100] Kernel panic - not syncing: Fatal local machine check"
         );
+    }
+
+    /// What 6.1 printed for `echo l > /proc/sysrq-trigger` and a WARN, around a decode.
+    const CRASHES: &[&str] = &[
+        "[Hardware Error]: Corrected error, no action required.",
+        "------------[ cut here ]------------",
+        "WARNING: CPU: 0 PID: 1 at arch/x86/kernel/cpu/mce/intel.c:518 intel_init_lmce+0x5a/0x70",
+        "Modules linked in: edac_mce_amd mce_inject",
+        "RIP: 0010:intel_init_lmce+0x5a/0x70",
+        "Call Trace:",
+        " <TASK>",
+        " amd_decode_mce+0x1c/0x30 [edac_mce_amd]",
+        " </TASK>",
+        "---[ end trace 0000000000000000 ]---",
+        "clocksource: Switched to clocksource tsc",
+        "sysrq: Show backtrace of all active CPUs",
+        "NMI backtrace for cpu 0",
+        "Call Trace:",
+        " <TASK>",
+        " dump_stack_lvl+0x44/0x5c",
+        " </TASK>",
+    ];
+
+    #[test]
+    fn a_crash_report_is_kept_whole_and_counted() {
+        let k = Kmsg::new(None).unwrap();
+        let out = k.collected(CRASHES.iter().map(|t| (t.to_string(), t.to_string())));
+        assert_eq!(
+            out.crashes,
+            ["------------[ cut here ]------------", "Call Trace:"]
+        );
+        let kept: Vec<&str> = out.lines.iter().map(String::as_str).collect();
+        let mut expected: Vec<&str> = CRASHES.to_vec();
+        // Outside a report the filter still decides.
+        expected.retain(|l| {
+            !l.starts_with("clocksource") && !l.starts_with("sysrq") && !l.starts_with("NMI")
+        });
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn the_stack_a_panic_dumps_is_not_a_crash() {
+        let mut k = Kmsg::new(None).unwrap();
+        let console = "[    3.1] mce: [Hardware Error]: Machine check: Processor Context Corrupt\n\
+                       [    3.2] Kernel panic - not syncing: Fatal local machine check\n\
+                       [    3.3] CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.1.0-57-amd64 #1\n\
+                       [    3.4] Call Trace:\n\
+                       [    3.5]  <#MC>\n";
+        let out = k.collect_after_panic(console).unwrap();
+        assert!(out.crashes.is_empty(), "{:?}", out.crashes);
+        assert_eq!(out.lines.len(), 2, "{:#?}", out.lines);
     }
 
     #[test]

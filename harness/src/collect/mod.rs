@@ -45,6 +45,9 @@ pub struct Collected {
     /// How many error records it has seen: what `wait: {records: N}` counts. Each collector
     /// documents what one record is.
     pub records: usize,
+    /// The first line of each kernel crash report (oops, BUG, WARNING, call trace) seen: a
+    /// scenario with any fails, whatever its golden files say.
+    pub crashes: Vec<String>,
 }
 
 /// What a guest must contain for a collector to work. Part of the guest's identity: scenarios

@@ -209,6 +209,7 @@ impl Rasdaemon {
         Ok(Collected {
             lines,
             records: rows.len(),
+            ..Default::default()
         })
     }
 }

@@ -70,6 +70,7 @@ impl Collector for Trace {
         Ok(Collected {
             lines: self.seen.iter().map(line).collect(),
             records: self.seen.len(),
+            ..Default::default()
         })
     }
 

@@ -311,6 +311,10 @@ fn execute(
 
     let kernel = place.kernel_release();
     let oracle = oracle::judge(s, &outputs, &kernel, panicked);
+    let crashes: Vec<String> = outputs
+        .iter()
+        .flat_map(|(name, c)| c.crashes.iter().map(move |l| format!("{name}: {l}")))
+        .collect();
     let mut goldens = Vec::new();
     for (name, collected) in outputs {
         let header = Header::new(s, &name, &kernel);
@@ -335,6 +339,22 @@ fn execute(
                 return Executed::failed(t, goldens, lost);
             }
         }
+    }
+    if !crashes.is_empty() {
+        // The golden comparison above still shows the whole report; the verdict is a failure.
+        let t = Trouble::new(
+            FailureKind::Failed,
+            format!(
+                "the kernel reported a crash during the scenario ({})",
+                crashes.join("; ")
+            ),
+        );
+        return Executed {
+            failure: Some(t),
+            goldens,
+            oracle,
+            lost,
+        };
     }
     Executed {
         failure: None,
