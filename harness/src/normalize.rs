@@ -12,7 +12,8 @@
 //! | `<DATE>`         | a calendar date and time, e.g. rasdaemon's `2026-11-26 08:35:51 +0000` |
 //! | `<RIP>`          | an instruction pointer (a zero one is kept)                        |
 //! | `sym+<OFF>`      | `sym+0x1a2/0x7e0`                                                  |
-//! | `<KASLR>`        | the `Kernel Offset:` of a panic                                    |
+//! | `<KASLR>`        | the `Kernel Offset:` of a panic, an offset or `disabled` (PVH boot) |
+//! | `<CS>`           | the code segment of an inexact RIP (`RIP !INEXACT!`), whose symbol goes too |
 //! | `<REG>`          | a value in a register dump of an oops                               |
 //! | `<KERNEL>`       | the release and build string in an oops header                     |
 //!
@@ -136,10 +137,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r"\b(?P<sym>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+",
             |c| format!("{}+<OFF>", &c["sym"]),
         ),
-        // `Kernel Offset: 0x1e000000 from 0xffffffff81000000 (relocation range: ...)`.
-        rule(r"\bKernel Offset: 0x[0-9a-f]+", |_| {
-            "Kernel Offset: <KASLR>".into()
-        }),
+        // An inexact RIP (MCG_STATUS.EIPV clear: an asynchronous #MC) names wherever the CPU
+        // happened to be, kernel or user, idle loop or not: only that a RIP was logged and that
+        // it is inexact are facts. An exact RIP keeps its segment and symbol.
+        rule(
+            r"\bRIP !INEXACT! [0-9a-f]{2}:<(?:RIP|[0-9a-f]+)>(?: \{[^}]*\})?",
+            |_| "RIP !INEXACT! <CS>:<RIP>".into(),
+        ),
+        // `Kernel Offset: 0x1e000000 from 0xffffffff81000000 (relocation range: ...)` after a
+        // bzImage boot, `Kernel Offset: disabled` after a PVH vmlinux boot: the same panic.
+        rule(
+            r"\bKernel Offset: (?:disabled|0x[0-9a-f]+ from .*)$",
+            |_| "Kernel Offset: <KASLR>".into(),
+        ),
         // Oops header: `CPU: 0 PID: 47 Comm: kworker/0:2 Not tainted 6.1.0-56-amd64 #1 Debian ...`.
         rule(r"\bPID: \d+", |_| "PID: <PID>".into()),
         rule(
@@ -274,6 +284,18 @@ mod tests {
             "RIP: 00:<0000000000000000>, TSC: 0",
             "a record without RIP keeps its zeros"
         );
+        // Seen in two runs of one panic scenario: an inexact RIP is wherever the CPU was.
+        for seen in [
+            "mce: [Hardware Error]: RIP !INEXACT! 10:<ffffffff81b2c1e4> {native_safe_halt+0xe/0x10}",
+            "mce: [Hardware Error]: RIP !INEXACT! 10:<ffffffff81c0a2b5> {retbleed_return_thunk+0x5/0x6}",
+            "mce: [Hardware Error]: RIP !INEXACT! 33:<000055d1c2a3b4c5> ",
+        ] {
+            assert_eq!(
+                normalize(seen).trim_end(),
+                "mce: [Hardware Error]: RIP !INEXACT! <CS>:<RIP>",
+                "{seen}"
+            );
+        }
         assert_eq!(
             normalize(", ip= ffffffff81b2c1e4 (INEXACT), cs= 10"),
             ", ip= <RIP> (INEXACT), cs= 10"
@@ -290,13 +312,14 @@ mod tests {
 
     #[test]
     fn kaslr_pids_and_kernel_release_of_a_panic() {
+        // bzImage (KASLR) and PVH vmlinux boots of the same kernel print the same line.
         assert_eq!(
-            normalize("Kernel Offset: 0x1e000000 from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)"),
-            "Kernel Offset: <KASLR> from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)"
+            normalize("[   3.1] Kernel Offset: 0x1e000000 from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)"),
+            "[   3.1] Kernel Offset: <KASLR>"
         );
         assert_eq!(
             normalize("Kernel Offset: disabled"),
-            "Kernel Offset: disabled"
+            "Kernel Offset: <KASLR>"
         );
         assert_eq!(
             normalize(
