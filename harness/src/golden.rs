@@ -73,7 +73,7 @@ impl Header {
             scenario: scenario.name.clone(),
             collector: collector.to_string(),
             kernel: kernel.to_string(),
-            kernel_lines: vec![rasdrill_qemu::pinned::line_of(kernel)],
+            kernel_lines: rasdrill_qemu::pinned::line_of(kernel).into_iter().collect(),
             machine: scenario.machine_label(),
         }
     }

@@ -32,13 +32,16 @@ pub fn by_name(name: &str) -> Option<&'static KernelLine> {
     LINES.iter().find(|l| l.name == name)
 }
 
-/// The series a release belongs to: `6.1.0-57-amd64` -> `6.1`, `6.12.115+deb12-amd64` -> `6.12`.
-pub fn line_of(release: &str) -> String {
-    let numbers: Vec<&str> = release
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .collect();
-    numbers.join(".")
+/// The series a release belongs to: `6.1.0-57-amd64` -> `6.1`, `6.12.115+deb12-amd64` ->
+/// `6.12`; `None` for what is not a kernel release (a stand-in tree).
+pub fn line_of(release: &str) -> Option<String> {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    match (numbers.next(), numbers.next()) {
+        (Some(major), Some(minor)) if !major.is_empty() && !minor.is_empty() => {
+            Some(format!("{major}.{minor}"))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -48,10 +51,15 @@ mod tests {
     #[test]
     fn every_pin_belongs_to_its_line_and_the_default_is_pinned() {
         for line in LINES {
-            assert_eq!(line_of(line.release), line.name, "{line:?}");
+            assert_eq!(
+                line_of(line.release).as_deref(),
+                Some(line.name),
+                "{line:?}"
+            );
         }
         assert_eq!(default_line().name, DEFAULT_LINE);
-        assert_eq!(line_of("6.12.115+deb12-amd64"), "6.12");
+        assert_eq!(line_of("6.12.115+deb12-amd64").as_deref(), Some("6.12"));
+        assert_eq!(line_of("none (a stand-in tree)"), None);
         assert_eq!(by_name("5.10"), None);
     }
 }

@@ -166,25 +166,24 @@ fn default_kernel(args: &KernelArgs) -> Result<Kernel, Failure> {
             Err(e) => return Err(Failure::infrastructure(e)),
         }
     };
-    eprintln!("rasdrill: guest kernel {}", describe_kernel(&kernel));
+    let how = if args.kernel.is_some() {
+        format!("from {}", kernel.vmlinux.display())
+    } else {
+        pinning(&kernel.release)
+    };
+    eprintln!("rasdrill: guest kernel {} ({how})", kernel.release);
     Ok(kernel)
 }
 
-/// `6.1.0-57-amd64 (pinned line 6.1, the default)`, or where an unpinned kernel came from.
-fn describe_kernel(kernel: &Kernel) -> String {
-    let line = pinned::line_of(&kernel.release);
+/// `pinned line 6.1, the default`, or that a cached release is not a pinned one.
+fn pinning(release: &str) -> String {
+    let line = pinned::line_of(release).unwrap_or_default();
     match pinned::by_name(&line) {
-        Some(p) if p.release == kernel.release && line == pinned::DEFAULT_LINE => {
-            format!("{} (pinned line {line}, the default)", kernel.release)
+        Some(p) if p.release == release && line == pinned::DEFAULT_LINE => {
+            format!("pinned line {line}, the default")
         }
-        Some(p) if p.release == kernel.release => {
-            format!("{} (pinned line {line})", kernel.release)
-        }
-        _ => format!(
-            "{} (not a pinned release: {})",
-            kernel.release,
-            kernel.vmlinux.display()
-        ),
+        Some(p) if p.release == release => format!("pinned line {line}"),
+        _ => "cached, not a pinned release".to_string(),
     }
 }
 

@@ -124,6 +124,15 @@ fn the_suite_passes_sharing_guests_and_reports_every_scenario() {
     assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
+    // A plain run boots the default pinned line, whatever else is cached, and says so.
+    let pinned = rasdrill_qemu::pinned::default_line();
+    assert!(
+        stderr.contains(&format!(
+            "rasdrill: guest kernel {} (pinned line {}, the default)",
+            pinned.release, pinned.name
+        )),
+        "{stderr}"
+    );
     let scenarios = fs::read_dir(ws.path("scenarios"))
         .unwrap()
         .filter(|e| {
@@ -355,4 +364,36 @@ fn run_help_has_examples_and_the_options() {
     ] {
         assert!(help.contains(wanted), "{wanted} is missing from:\n{help}");
     }
+}
+
+#[test]
+fn the_panic_golden_is_the_same_after_a_bzimage_boot_as_after_a_pvh_vmlinux_boot() {
+    // The suite boots the extracted vmlinux (PVH: `Kernel Offset: disabled`); the same kernel's
+    // bzImage relocates itself (KASLR) and lands elsewhere: the shipped golden must still match.
+    let ws = Workspace::new();
+    let kernel = rasdrill_qemu::kernel::KernelCache::from_env()
+        .unwrap()
+        .find(None)
+        .expect("ci/test fetches the pinned kernel first");
+    let bzimage = kernel.vmlinux.with_file_name("vmlinuz");
+    let out = ws.run(
+        &[
+            "scenarios/amd-f15h-dram-ue-panic.yaml",
+            "--accel",
+            "tcg",
+            "--ci",
+            "--kernel",
+            bzimage.to_str().unwrap(),
+            "--modules",
+            kernel.modules_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let booted = format!(
+        "rasdrill: guest kernel {} (from {})",
+        kernel.release,
+        bzimage.display()
+    );
+    assert!(text(&out.stderr).contains(&booted), "{}", shown(&out));
 }
