@@ -899,7 +899,7 @@ mod tests {
         };
         let lines: Vec<&str> = diff.lines().collect();
         assert!(
-            lines[0].ends_with("amd-f15h-dram-ce__kmsg.snap:11"),
+            lines[0].ends_with("amd-f15h-dram-ce__kmsg.snap:12"),
             "{}",
             lines[0]
         );

@@ -83,6 +83,7 @@ mod tests {
             Ok(Collected {
                 lines: self.0.clone(),
                 records: self.0.len(),
+                ..Default::default()
             })
         }
         fn stop(&mut self, _: &mut dyn Target) -> Result<(), CollectError> {

@@ -161,7 +161,7 @@ fn kernel_raw_lines_of_a_panic_and_of_an_intel_ce() {
     );
     assert_eq!((c.addr, c.misc), (Some(0x1234_5000), None));
     assert_eq!(c.severity, Some(ClaimedSeverity::Fatal));
-    assert_eq!(c.lines.len(), 4);
+    assert_eq!(c.lines.len(), 5); // the RIP line of an #MC with MCG_STATUS.RIPV
 
     let c = &claims(&golden("intel-skx-mem-ce__kmsg"))[0];
     assert_eq!((c.cpu, c.bank), (Some(0), Some(7)));
