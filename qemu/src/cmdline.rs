@@ -70,6 +70,9 @@ pub struct VmConfig {
     pub kernel_args: Vec<String>,
     /// Directory for the console log and the sockets; must exist before QEMU starts.
     pub run_dir: PathBuf,
+    /// A saved guest state to start from instead of booting (see [`crate::snapshot`]). The
+    /// console log is then appended to, so it keeps the boot the state was saved from.
+    pub incoming: Option<PathBuf>,
 }
 
 /// Files inside a run directory.
@@ -128,6 +131,7 @@ impl VmConfig {
             initrd: None,
             kernel_args: Vec::new(),
             run_dir: run_dir.into(),
+            incoming: None,
         }
     }
 
@@ -188,9 +192,18 @@ impl VmConfig {
         argv.extend(cpu_args(&self.cpu, self.vcpus));
         argv.extend(memory_args(self.memory_mib));
         argv.extend(boot_args(kernel, initrd, &self.kernel_cmdline()));
-        argv.extend(console_args(utf8("console log", &paths.console_log)?));
+        let incoming = self
+            .incoming
+            .as_deref()
+            .map(|p| utf8("saved state", p))
+            .transpose()?;
+        argv.extend(console_args(
+            utf8("console log", &paths.console_log)?,
+            incoming.is_some(),
+        ));
         argv.extend(agent_args(utf8("agent socket", &paths.agent_socket)?));
         argv.extend(qmp_args(utf8("QMP socket", &paths.qmp_socket)?));
+        argv.extend(incoming_args(incoming));
         Ok(argv)
     }
 }
@@ -255,12 +268,13 @@ fn boot_args(kernel: &str, initrd: Option<&str>, cmdline: &str) -> Vec<String> {
     argv
 }
 
-/// ttyS0 (the first `-serial`) goes to a file (truncated at start) that outlives QEMU, for
-/// diagnostics.
-fn console_args(log: &str) -> Vec<String> {
+/// ttyS0 (the first `-serial`) goes to a file that outlives QEMU, for diagnostics: truncated
+/// at start for a boot, appended to for a restored guest (whose log starts with its boot).
+fn console_args(log: &str, append: bool) -> Vec<String> {
+    let append = if append { ",append=on" } else { "" };
     vec![
         "-chardev".into(),
-        format!("file,id=console,path={}", escape(log)),
+        format!("file,id=console,path={}{append}", escape(log)),
         "-serial".into(),
         "chardev:console".into(),
     ]
@@ -284,6 +298,22 @@ fn qmp_args(socket: &str) -> Vec<String> {
         "-mon".into(),
         "chardev=qmp,mode=control".into(),
     ]
+}
+
+/// Loads a saved state before the guest runs. QEMU 7.2 has no `file:` migration URI (8.2
+/// added it); `exec:` hands the rest to `/bin/sh -c`, so the path is quoted for the shell.
+fn incoming_args(state: Option<&str>) -> Vec<String> {
+    state.map_or_else(Vec::new, |path| {
+        vec![
+            "-incoming".into(),
+            format!("exec:cat {}", shell_quote(path)),
+        ]
+    })
+}
+
+/// One shell word: single quotes, with each `'` closed, escaped and reopened.
+pub(crate) fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -341,6 +371,20 @@ mod tests {
             "{argv:?}"
         );
         assert!(!argv.contains(&"-initrd".to_string()));
+    }
+
+    #[test]
+    fn a_restored_guest_loads_its_state_and_appends_to_the_console() {
+        let mut config = config();
+        config.incoming = Some("/tmp/snap dir/it's.state".into());
+        let argv = config.argv().unwrap();
+        let tail: Vec<&str> = argv[argv.len() - 2..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            ["-incoming", r"exec:cat '/tmp/snap dir/it'\''s.state'"]
+        );
+        assert!(argv
+            .contains(&"file,id=console,path=/tmp/rasdrill-run/console.log,append=on".to_string()));
     }
 
     #[test]

@@ -9,3 +9,4 @@ mod debian_packages;
 mod kernel_cache;
 mod launch_errors;
 mod qmp;
+mod snapshot;
