@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rasdrill_inject::hmp;
+use rasdrill_inject::record::Broadcast;
+use rasdrill_inject::status::UC;
 use rasdrill_inject::MceRecord;
 use rasdrill_qemu::cmdline::{Accel, VmConfig};
 use rasdrill_qemu::initramfs::{Initramfs, InitramfsError};
 use rasdrill_qemu::kernel::Kernel;
 use rasdrill_qemu::modules::{ModuleError, ModuleIndex};
 use rasdrill_qemu::qmp::QmpError;
+use rasdrill_qemu::snapshot::{SavedState, SnapshotError};
 use rasdrill_qemu::vm::{Vm, VmError};
 
 use crate::agent::client::{AgentClient, ClientError};
@@ -81,6 +84,9 @@ pub struct GuestSpec {
     pub poll_interval_s: u32,
     /// The executable that becomes the guest's `/init` (normally this rasdrill).
     pub agent: PathBuf,
+    /// The naive way, the reference `rasdrill bench` measures against: the compressed bzImage,
+    /// busybox in the initramfs, and corrected errors from QEMU left to the timer poll.
+    pub naive: bool,
 }
 
 impl GuestSpec {
@@ -107,6 +113,7 @@ impl GuestSpec {
             setup: Vec::new(),
             poll_interval_s: 1,
             agent,
+            naive: false,
         }
     }
 }
@@ -132,6 +139,8 @@ pub enum GuestError {
     Vm(#[from] VmError),
     #[error("QMP: {0}")]
     Qmp(#[from] QmpError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     #[error("--accel kvm: {0}")]
     KvmUnavailable(String),
     /// A module the guest needs did not load: the kernel and its modules do not fit together.
@@ -179,8 +188,50 @@ pub struct Guest {
     boot_time: Duration,
     /// While set, no request waits past it, whatever its own timeout (see [`Guest::end_requests_by`]).
     requests_end_by: Option<Instant>,
+    poll: PollKick,
     /// The run directory (sockets, console, initramfs); removed with the guest.
     _run_dir: tempfile::TempDir,
+}
+
+/// A ready guest saved by [`Guest::save`]; [`Guest::restore`] starts fresh copies of it.
+/// Dropping it removes the saved files.
+pub struct GuestSnapshot {
+    saved: SavedState,
+    ready: Ready,
+    poll: PollKick,
+    _dir: tempfile::TempDir,
+}
+
+/// Corrected errors from QEMU raise no interrupt: the kernel finds them at its next poll,
+/// up to `check_interval` seconds later. A write of a *different* value to `check_interval`
+/// makes it poll every bank on every CPU at once (`mce_restart()`; writing the value it has
+/// does nothing), so each kick alternates between the interval asked for and one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PollKick {
+    enabled: bool,
+    base_s: u32,
+    current_s: u32,
+}
+
+impl PollKick {
+    /// The file whose writes set the one global interval; CPU 0 is always there.
+    const FILE: &'static str = "/sys/devices/system/machinecheck/machinecheck0/check_interval";
+
+    fn new(spec: &GuestSpec) -> PollKick {
+        PollKick {
+            enabled: !spec.naive,
+            base_s: spec.poll_interval_s,
+            current_s: spec.poll_interval_s,
+        }
+    }
+
+    fn next_s(&self) -> u32 {
+        if self.current_s == self.base_s {
+            self.base_s + 1
+        } else {
+            self.base_s
+        }
+    }
 }
 
 impl Guest {
@@ -219,7 +270,10 @@ impl Guest {
         let initrd = run_dir.path().join("initramfs.cpio");
         build_initramfs(spec, &initrd)?;
 
-        let mut config = VmConfig::new(&spec.kernel.vmlinux, run_dir.path());
+        let mut config = VmConfig::new(boot_image(spec), run_dir.path());
+        // On AMD families below 0x11 the kernel turns bootlog off, and the poll a changed
+        // check_interval starts (see PollKick) would then clear banks without logging them.
+        config.kernel_args = vec!["mce=bootlog".into()];
         config.accel = accel;
         config.cpu = spec.cpu_model.clone();
         config.vcpus = spec.vcpus;
@@ -272,6 +326,65 @@ impl Guest {
             ready,
             boot_time,
             requests_end_by: None,
+            poll: PollKick::new(spec),
+            _run_dir: run_dir,
+        })
+    }
+
+    /// Saves this guest's whole state (memory, devices, the agent waiting for its next
+    /// request, the boot's console log) and lets it run on. Call it while no request is in
+    /// flight, e.g. straight after boot.
+    pub fn save(&mut self) -> Result<GuestSnapshot, GuestError> {
+        let dir = crate::stale::temp_dir("snapshot").map_err(|source| GuestError::RunDir {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
+        let saved = self.vm.save(dir.path(), REQUEST_TIMEOUT)?;
+        Ok(GuestSnapshot {
+            saved,
+            ready: self.ready.clone(),
+            poll: self.poll,
+            _dir: dir,
+        })
+    }
+
+    /// A fresh guest from `snapshot`, ready when its agent answers a status request. To the
+    /// scenario it is the guest the snapshot was taken from, at that moment: same kernel log
+    /// (and console log), same clock (QEMU's virtual clock stood still while it was saved).
+    pub fn restore(
+        snapshot: &GuestSnapshot,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Guest, GuestError> {
+        let run_dir = crate::stale::temp_dir("guest").map_err(|source| GuestError::RunDir {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
+        let started = Instant::now();
+        let accel = snapshot.saved.config.accel;
+        let deadline = started + ready_timeout(accel);
+        let mut vm = Vm::restore(&snapshot.saved, run_dir.path(), ready_timeout(accel))?;
+        let agent_socket = vm.paths().agent_socket;
+        let agent_stream = vm.connect_agent(deadline.saturating_duration_since(Instant::now()))?;
+        let mut agent =
+            AgentClient::connect(agent_stream).map_err(|source| GuestError::AgentSocket {
+                path: agent_socket,
+                source,
+            })?;
+        if let Err(source) = agent.status(deadline) {
+            return Err(diagnose(&mut vm, "after a restore", source));
+        }
+        let boot_time = started.elapsed();
+        progress(&format!(
+            "guest restored from its snapshot in {:.2} s",
+            boot_time.as_secs_f64()
+        ));
+        Ok(Guest {
+            vm,
+            agent,
+            ready: snapshot.ready.clone(),
+            boot_time,
+            requests_end_by: None,
+            poll: snapshot.poll,
             _run_dir: run_dir,
         })
     }
@@ -280,7 +393,7 @@ impl Guest {
         &self.ready
     }
 
-    /// From QEMU's start to the agent's `Ready`.
+    /// From QEMU's start to the agent's `Ready` (for a restored guest: to its first answer).
     pub fn boot_time(&self) -> Duration {
         self.boot_time
     }
@@ -297,7 +410,26 @@ impl Guest {
             line: line.clone(),
             message: e.to_string(),
         })?;
+        // An uncorrected error (or a broadcast, which is one on the other CPUs) is raised as
+        // #MC at once; only a corrected one waits for a poll.
+        let raised = record.status & UC != 0 || record.broadcast != Broadcast::None;
+        if self.poll.enabled && !raised {
+            self.kick_poll()?;
+        }
         Ok(line)
+    }
+
+    /// Makes the kernel poll every bank now (see [`PollKick`]). The write returns once every
+    /// CPU has polled; the decoders run from a work queue a moment later.
+    fn kick_poll(&mut self) -> Result<(), GuestError> {
+        let next = self.poll.next_s();
+        self.call(
+            "changing check_interval to poll the banks",
+            REQUEST_TIMEOUT,
+            |a, d| a.write_file(PollKick::FILE, &next.to_string(), d),
+        )?;
+        self.poll.current_s = next;
+        Ok(())
     }
 
     /// Runs one agent request, turning a dead or silent guest into a diagnosed error.
@@ -426,10 +558,28 @@ fn accel_name(accel: Accel) -> &'static str {
     }
 }
 
+/// The kernel QEMU boots: the cached uncompressed vmlinux (PVH, no decompressor), or for the
+/// naive way the compressed bzImage the Debian package ships beside it.
+fn boot_image(spec: &GuestSpec) -> PathBuf {
+    let bzimage = spec.kernel.vmlinux.with_file_name("vmlinuz");
+    if spec.naive && bzimage.is_file() {
+        bzimage
+    } else {
+        spec.kernel.vmlinux.clone()
+    }
+}
+
+/// Where the naive way's initramfs takes busybox from (Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+
 /// The initramfs: the agent as `/init`, its configuration, modules, and extra files.
 fn build_initramfs(spec: &GuestSpec, out: &Path) -> Result<(), GuestError> {
     let mut image = Initramfs::with_base_layout();
     image.init(&spec.agent)?;
+    if spec.naive {
+        // What existing tools boot: a shell and its applets beside the test program.
+        image.executable(Path::new(BUSYBOX), Path::new(BUSYBOX))?;
+    }
     let index = ModuleIndex::load(&spec.kernel.modules_dir)?;
     // load_order lists each module once, however often it is named.
     let names: Vec<&str> = BASE_MODULES

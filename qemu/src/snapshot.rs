@@ -30,7 +30,8 @@ use crate::wait::{seconds, wait_until, Deadline};
 const POLL: Duration = Duration::from_millis(2);
 
 /// A guest saved by [`Vm::save`]: its state, the console log of the boot it came from, and
-/// the config it ran with (a restored guest must run with the same devices and memory).
+/// the config it ran with (a restored guest must run with the same devices and memory), whose
+/// initrd is a copy kept beside the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedState {
     pub state: PathBuf,
@@ -107,10 +108,20 @@ impl Vm {
         let console_log = dir.join("console.log");
         let booted = self.paths().console_log;
         fs::copy(&booted, &console_log).map_err(file_error("copy the console log", &booted))?;
+        let mut config = self.config().clone();
+        // QEMU reads -initrd even when it loads a state (the state only fills memory), and the
+        // booted guest's run directory may be gone by the time a copy is restored.
+        if let Some(initrd) = &config.initrd {
+            let kept = dir.join("initrd");
+            fs::hard_link(initrd, &kept)
+                .or_else(|_| fs::copy(initrd, &kept).map(drop))
+                .map_err(file_error("keep a copy of the initrd", initrd))?;
+            config.initrd = Some(kept);
+        }
         Ok(SavedState {
             state,
             console_log,
-            config: self.config().clone(),
+            config,
         })
     }
 

@@ -13,7 +13,7 @@ use crate::exit::{Code, Failure};
 use crate::golden::{self, Mode};
 use crate::guest::AccelChoice;
 use crate::report::{Outcome, Progress, RunReport};
-use crate::run::{self, Options};
+use crate::run::{self, GuestReuse, Options};
 use crate::scenario::{self, Scenario};
 
 pub const EXAMPLES: &str = "\
@@ -63,6 +63,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto, help_heading = "Guest")]
     pub accel: AccelChoice,
 
+    /// Give every guest scenario a pristine guest, restored from a snapshot of its group's
+    /// guest taken when it was ready
+    #[arg(long, help_heading = "Guest", conflicts_with = "naive")]
+    pub isolate: bool,
+
+    /// The naive way, for comparison: a cold boot per scenario from the compressed bzImage,
+    /// busybox in the initramfs, corrected errors left to the 1 s timer poll
+    #[arg(long, help_heading = "Guest")]
+    pub naive: bool,
+
     #[command(flatten)]
     pub kernel: KernelArgs,
 
@@ -86,26 +96,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(scenario::DEFAULT_DIR)]
-    } else {
-        args.paths.clone()
-    };
-    let scenarios = scenario::load(&paths).map_err(|invalid| {
-        for problem in &invalid.problems {
-            eprintln!("{problem}\n");
-        }
-        let n = invalid.problems.len();
-        Failure::bad_input(format!(
-            "{n} problem{} in the scenarios; nothing ran",
-            if n == 1 { "" } else { "s" }
-        ))
-    })?;
-    let kernel = if needs_default_kernel(&scenarios) {
-        Some(default_kernel(&args.kernel)?)
-    } else {
-        None
-    };
+    let (scenarios, kernel) = load(&args.paths, &args.kernel)?;
     let options = Options {
         golden_dir: args.golden.clone(),
         mode: Mode::from_env(args.accept, args.ci),
@@ -117,6 +108,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         kernel,
         agent: super::this_executable()?,
         rasdaemon: args.rasdaemon.clone(),
+        guests: if args.naive {
+            GuestReuse::Naive
+        } else if args.isolate {
+            GuestReuse::Isolated
+        } else {
+            GuestReuse::Shared
+        },
     };
     let report = run::run(&scenarios, &options, &mut Progress::stderr());
     // The reports are written even when nobody reads standard output any more.
@@ -133,6 +131,35 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     }
     printed?;
     verdict(&report)
+}
+
+/// The scenarios under `paths` (default `scenarios/`), all validated, and the kernel of those
+/// that do not name one (`None` when no guest scenario needs it).
+pub fn load(
+    paths: &[PathBuf],
+    kernel: &KernelArgs,
+) -> Result<(Vec<Scenario>, Option<Kernel>), Failure> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(scenario::DEFAULT_DIR)]
+    } else {
+        paths.to_vec()
+    };
+    let scenarios = scenario::load(&paths).map_err(|invalid| {
+        for problem in &invalid.problems {
+            eprintln!("{problem}\n");
+        }
+        let n = invalid.problems.len();
+        Failure::bad_input(format!(
+            "{n} problem{} in the scenarios; nothing ran",
+            if n == 1 { "" } else { "s" }
+        ))
+    })?;
+    let kernel = if needs_default_kernel(&scenarios) {
+        Some(default_kernel(kernel)?)
+    } else {
+        None
+    };
+    Ok((scenarios, kernel))
 }
 
 /// Whether any guest scenario boots the default kernel.
@@ -187,7 +214,7 @@ fn pinning(release: &str) -> String {
     }
 }
 
-fn verdict(report: &RunReport) -> Result<(), Failure> {
+pub fn verdict(report: &RunReport) -> Result<(), Failure> {
     let code = report.exit_code();
     if code == Code::Success {
         return Ok(());

@@ -19,7 +19,7 @@ use rasdrill_qemu::kernel::Kernel;
 
 use crate::collect::rasdaemon_build::RasdaemonBuild;
 use crate::golden::Mode;
-use crate::guest::{AccelChoice, Guest};
+use crate::guest::{AccelChoice, Guest, GuestError, GuestSnapshot, GuestSpec};
 use crate::report::{self, Event, FailureKind, GoldenResult, RunReport, ScenarioResult, Sink};
 use crate::scenario::Scenario;
 
@@ -40,6 +40,21 @@ pub struct Options {
     pub agent: PathBuf,
     /// The rasdaemon of scenarios that do not choose one.
     pub rasdaemon: RasdaemonBuild,
+    pub guests: GuestReuse,
+}
+
+/// Where each guest scenario's guest comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuestReuse {
+    /// Scenarios that need the same guest share one. A group of several saves its guest once
+    /// ready, and a scenario after a panic gets a pristine copy restored from that snapshot.
+    #[default]
+    Shared,
+    /// Every scenario after a group's first gets a pristine guest restored from the snapshot.
+    Isolated,
+    /// The naive way, the reference of `rasdrill bench suite`: every scenario cold-boots its
+    /// own guest from the compressed bzImage, with busybox, waiting for the timer poll.
+    Naive,
 }
 
 /// Runs validated scenarios and reports every result; never stops early.
@@ -53,6 +68,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
         accel: options.accel,
         agent: options.agent.clone(),
         rasdaemon: options.rasdaemon.clone(),
+        naive: options.guests == GuestReuse::Naive,
     };
     let units = plan::plan(scenarios, &defaults, &mut |text| {
         sink.event(&Event::Note {
@@ -66,16 +82,14 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
         match unit {
             Unit::Guest { spec, scenarios } => {
                 let mut guest: Option<Guest> = None;
+                let mut snapshot: Option<GuestSnapshot> = None;
+                let save = scenarios.len() > 1 && options.guests != GuestReuse::Naive;
                 for prepared in scenarios {
                     let start = counter.start(prepared.scenario, sink);
                     let mut boot = Duration::ZERO;
                     if guest.is_none() {
                         let booted = Instant::now();
-                        let result = Guest::boot(&spec, &mut |text| {
-                            sink.event(&Event::Note {
-                                text: text.to_string(),
-                            })
-                        });
+                        let result = pristine_guest(&spec, &mut snapshot, save, sink);
                         boot = booted.elapsed();
                         match result {
                             Ok(g) => {
@@ -98,7 +112,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
                     let g = guest.as_mut().expect("booted above");
                     let (mut result, keep) = scenario::on_guest(prepared, g, options, sink, start);
                     result.boot = boot;
-                    if !keep {
+                    if !keep || options.guests != GuestReuse::Shared {
                         // Dropping a guest kills QEMU and reaps it.
                         guest = None;
                     }
@@ -123,6 +137,29 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
     let duration = started.elapsed();
     sink.event(&Event::RunFinished { elapsed: duration });
     RunReport { results, duration }
+}
+
+/// A guest as it was when ready: restored from the group's snapshot when there is one,
+/// otherwise booted (and saved first when `save`).
+fn pristine_guest(
+    spec: &GuestSpec,
+    snapshot: &mut Option<GuestSnapshot>,
+    save: bool,
+    sink: &mut dyn Sink,
+) -> Result<Guest, GuestError> {
+    let mut note = |text: &str| {
+        sink.event(&Event::Note {
+            text: text.to_string(),
+        })
+    };
+    if let Some(saved) = snapshot {
+        return Guest::restore(saved, &mut note);
+    }
+    let mut guest = Guest::boot(spec, &mut note)?;
+    if save {
+        *snapshot = Some(guest.save()?);
+    }
+    Ok(guest)
 }
 
 /// Numbers scenarios in the order they run.

@@ -72,6 +72,8 @@ pub struct GuestDefaults<'k> {
     pub agent: PathBuf,
     /// The rasdaemon of scenarios that do not choose one.
     pub rasdaemon: RasdaemonBuild,
+    /// Guests the naive way (see [`GuestSpec::naive`]).
+    pub naive: bool,
 }
 
 /// Groups guest scenarios by spec, in the order each spec first appears; local scenarios keep
@@ -234,6 +236,7 @@ fn identity(
         setup,
         poll_interval_s: scenario.setup.poll_interval.as_secs() as u32,
         agent: defaults.agent.clone(),
+        naive: defaults.naive,
     })
 }
 
@@ -265,6 +268,7 @@ mod tests {
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
             rasdaemon: RasdaemonBuild::default(),
+            naive: false,
         };
         let panics = "steps:\n  - inject: {via: qemu, bank: 4, status: 0xbe00000000000813}\n  - expect_panic: {timeout_s: 5}\n";
         let scenarios = vec![
@@ -327,6 +331,7 @@ mod tests {
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
             rasdaemon: RasdaemonBuild::default(),
+            naive: false,
         };
         let scenarios = vec![scenario(
             "a",

@@ -50,6 +50,7 @@ fn boot(cpu_model: &str, modules: &[&str], collector: &mut Rasdaemon) -> Guest {
         setup: needs.setup,
         poll_interval_s: 1,
         agent: assert_cmd::cargo::cargo_bin("rasdrill"),
+        naive: false,
     };
     let guest = Guest::boot(&spec, &mut |m| eprintln!("guest: {m}")).unwrap();
     eprintln!("boot took {:.2?}", guest.boot_time());

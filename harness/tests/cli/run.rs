@@ -176,6 +176,33 @@ fn the_suite_passes_sharing_guests_and_reports_every_scenario() {
     assert_eq!(fs::read_to_string(tree).unwrap(), "0x0\n");
 }
 
+/// A restored guest is the booted one to a scenario: with --isolate the first scenario of the
+/// group runs on the booted guest, every later one on a copy restored from its snapshot, and
+/// all of them match the golden files (which booted guests wrote), panic included.
+#[test]
+fn restored_guests_decode_exactly_as_the_booted_one() {
+    let ws = Workspace::new();
+    let before = ws.golden_files();
+    let scenarios = [
+        "scenarios/amd-f15h-dram-ce-qemu.yaml",
+        "scenarios/amd-f15h-dram-ce-debugfs.yaml",
+        "scenarios/amd-f15h-dram-ue-panic.yaml",
+    ];
+    let mut args = vec!["--ci", "--accel", "tcg", "--isolate"];
+    args.extend(scenarios);
+    let out = ws.run(&args, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("booting EPYC").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("guest restored from its snapshot").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains(": 3 passed"), "{}", shown(&out));
+    assert_eq!(ws.golden_files(), before);
+}
+
 #[test]
 fn a_changed_decoded_line_fails_with_a_diff_pointing_at_it_and_a_snap_new() {
     let ws = Workspace::new();
