@@ -362,6 +362,7 @@ fn request_name(request: &Request) -> String {
         Request::Inject { .. } => "inject",
         Request::Kmsg { .. } => "kmsg",
         Request::KmsgLast => "kmsg_last",
+        Request::Burst { .. } => "burst",
         Request::Trace { .. } => "trace",
         Request::Run(spec) => return format!("run {:?}", spec.argv),
         Request::Spawn(spec) => return format!("spawn {}", spec.name),

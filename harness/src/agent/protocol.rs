@@ -34,12 +34,24 @@ pub enum Request {
         flags: InjectionType,
     },
     /// Kernel log records with a sequence number above `after`.
-    Kmsg { after: Option<u64> },
+    /// `count` copies of one record through mce-inject, checked once, paced by what the kernel
+    /// has consumed (its record pool holds about 80; more are dropped).
+    Burst {
+        record: MceRecord,
+        #[serde(with = "injection_type")]
+        flags: InjectionType,
+        count: u32,
+    },
+    Kmsg {
+        after: Option<u64>,
+    },
     /// The newest kernel log record alone (as `Reply::Kmsg`): a cursor for what comes next,
     /// without sending the whole log over the serial line.
     KmsgLast,
     /// Trace lines with a sequence number above `after`.
-    Trace { after: Option<u64> },
+    Trace {
+        after: Option<u64>,
+    },
     /// Run a command to completion.
     Run(RunSpec),
     /// Start a background process (a collector daemon) under a name.
@@ -51,11 +63,18 @@ pub enum Request {
         grace_ms: u64,
     },
     /// Read a text file.
-    ReadFile { path: PathBuf },
+    ReadFile {
+        path: PathBuf,
+    },
     /// Create or replace a file.
-    WriteFile { path: PathBuf, contents: String },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
     /// `mkdir -p`.
-    Mkdir { path: PathBuf },
+    Mkdir {
+        path: PathBuf,
+    },
     /// Reply, then power the guest off.
     Poweroff,
 }
@@ -219,6 +238,10 @@ pub enum Reply {
     Injected {
         writes: Vec<String>,
     },
+    /// A burst: how many records were injected.
+    Burst {
+        injected: u32,
+    },
     Kmsg {
         records: Vec<KmsgRecord>,
     },
@@ -278,6 +301,11 @@ mod tests {
                 after: Some(u64::MAX),
             },
             Request::KmsgLast,
+            Request::Burst {
+                record: MceRecord::default(),
+                flags: InjectionType::Sw,
+                count: 1000,
+            },
             Request::Trace { after: Some(3) },
             Request::Run(run),
             Request::Spawn(SpawnSpec {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rasdrill_qemu::wait::{wait_until, Deadline};
+
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::{preflight, InjectError, MceRecord, PerformError};
 
@@ -60,6 +62,8 @@ pub enum RequestError {
     Refused(#[from] InjectError),
     #[error(transparent)]
     Inject(#[from] PerformError),
+    #[error("the kernel consumed no injected record for {stall:?} after {injected} were injected")]
+    Stalled { injected: u64, stall: Duration },
 }
 
 fn file_error<'a>(
@@ -114,6 +118,11 @@ impl Agent {
         match request {
             Request::Status => Ok(Reply::Status(self.ready.clone())),
             Request::Inject { record, flags } => self.inject(&record, flags),
+            Request::Burst {
+                record,
+                flags,
+                count,
+            } => self.burst(&record, flags, count),
             Request::KmsgLast => {
                 let path = self.env.kmsg();
                 let mut records =
@@ -177,6 +186,47 @@ impl Agent {
         })
     }
 }
+
+impl Agent {
+    /// Injects `count` copies of `record`, checked once, never more than [`BURST_IN_FLIGHT`]
+    /// ahead of what the kernel has consumed. The kernel keeps injected records in a small
+    /// pool (about 80) until its decoder work runs, and drops records that find it full
+    /// ("MCE records pool full!"); each consumed record is one `mce_record` trace line.
+    fn burst(
+        &self,
+        record: &MceRecord,
+        kind: InjectionType,
+        count: u32,
+    ) -> Result<Reply, RequestError> {
+        let trace = self
+            .trace
+            .as_ref()
+            .map_err(|e| RequestError::Trace(format!("a burst is paced by the trace: {e}")))?;
+        let actions = preflight::debugfs_plan(&self.env.root, kind, std::slice::from_ref(record))?;
+        let start = trace.count("mce_record");
+        let consumed = || (trace.count("mce_record") - start) as u64;
+        for injected in 0..u64::from(count) {
+            let room = || (injected < consumed() + BURST_IN_FLIGHT).then_some(());
+            if wait_until(&Deadline::after(BURST_STALL), BURST_POLL, room).is_none() {
+                return Err(RequestError::Stalled {
+                    injected,
+                    stall: BURST_STALL,
+                });
+            }
+            rasdrill_inject::perform(&actions)?;
+        }
+        Ok(Reply::Burst { injected: count })
+    }
+}
+
+/// How many records a burst keeps in the kernel's pool at most. A record leaves the pool only
+/// after every decoder has run on it (its trace line comes first), and 32 in flight was seen to
+/// overflow the pool of kernel 6.1 under TCG once in 300.
+pub const BURST_IN_FLIGHT: u64 = 16;
+/// How often a waiting burst looks at the count again.
+const BURST_POLL: Duration = Duration::from_micros(200);
+/// How long a burst waits for the kernel to consume a record before it gives up.
+const BURST_STALL: Duration = Duration::from_secs(10);
 
 /// Sends `Ready`, then answers requests until the host asks for power-off or the input ends.
 pub fn serve(

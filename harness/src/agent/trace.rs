@@ -187,6 +187,8 @@ impl Item {
 #[derive(Debug, Default)]
 struct State {
     items: VecDeque<Item>,
+    /// Events read so far, by name, however many were dropped from `items`.
+    counts: std::collections::HashMap<String, usize>,
     last_seq: u64,
     dropped: u64,
     /// Why the reader stopped, if it did.
@@ -244,7 +246,10 @@ impl TraceBuffer {
         state.last_seq += 1;
         let seq = state.last_seq;
         let item = match parse_line(line) {
-            Some(event) => Item::Event(TraceEvent { seq, ..event }),
+            Some(event) => {
+                *state.counts.entry(event.event.clone()).or_default() += 1;
+                Item::Event(TraceEvent { seq, ..event })
+            }
             None => Item::Unparsed(UnparsedLine {
                 seq,
                 line: line.to_string(),
@@ -255,6 +260,11 @@ impl TraceBuffer {
             state.items.pop_front();
             state.dropped += 1;
         }
+    }
+
+    /// How many `event` lines have been read since the reader started.
+    pub fn count(&self, event: &str) -> usize {
+        self.lock().counts.get(event).copied().unwrap_or(0)
     }
 
     /// Everything after the cursor, or why the reader stopped if nothing is left to read.
