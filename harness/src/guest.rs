@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rasdrill_inject::hmp;
 use rasdrill_inject::record::Broadcast;
 use rasdrill_inject::status::UC;
-use rasdrill_inject::MceRecord;
+use rasdrill_inject::{Action, MceRecord, Payload};
 use rasdrill_qemu::cmdline::{Accel, VmConfig};
 use rasdrill_qemu::initramfs::{Initramfs, InitramfsError};
 use rasdrill_qemu::kernel::Kernel;
@@ -398,25 +398,71 @@ impl Guest {
         self.boot_time
     }
 
-    /// Injects a record into the vCPU's banks with QEMU's `mce` command. HMP reports a refused
-    /// command only as text in its reply: that text comes back as [`GuestError::Monitor`].
-    pub fn inject_qemu(&mut self, record: &MceRecord) -> Result<String, GuestError> {
+    /// Delivers a planned injection ([`rasdrill_inject::Request::plan`]): QEMU's monitor
+    /// lines through QMP, mce-inject records through the agent (which checks the guest's own
+    /// files first). `note` hears each delivery, in words.
+    pub fn inject(
+        &mut self,
+        payload: &Payload,
+        actions: &[Action],
+        note: &mut dyn FnMut(String),
+    ) -> Result<(), GuestError> {
+        if let Payload::Debugfs { records, flags } = payload {
+            for r in records {
+                let writes =
+                    self.call("injecting through mce-inject", REQUEST_TIMEOUT, |a, d| {
+                        a.inject(r, *flags, d)
+                    })?;
+                note(format!(
+                    "wrote {} mce-inject files in the guest",
+                    writes.len()
+                ));
+            }
+            return Ok(());
+        }
+        let Payload::Qemu { records, broadcast } = payload else {
+            unreachable!("the planner sends a guest only mce-inject records and QEMU lines");
+        };
+        // The planner describes one monitor line per record, in order.
+        for (record, action) in records.iter().zip(actions) {
+            let Action::Monitor { line } = action else {
+                unreachable!("the planner writes files in a guest only through mce-inject");
+            };
+            self.monitor(line)?;
+            note(format!("sent `{line}` to QEMU's monitor"));
+            self.kick_if_polled(record, *broadcast)?;
+        }
+        Ok(())
+    }
+
+    /// One record through QEMU's `mce` command, outside a scenario (the bench's way in).
+    pub fn inject_qemu(&mut self, record: &MceRecord) -> Result<(), GuestError> {
         let line = hmp::command(record).map_err(|e| GuestError::Monitor {
             line: format!("mce (cpu {} bank {})", record.cpu, record.bank),
             message: e.to_string(),
         })?;
-        let reply = self.vm.qmp().human_monitor_command(&line)?;
-        hmp::check_reply(&reply).map_err(|e| GuestError::Monitor {
-            line: line.clone(),
-            message: e.to_string(),
-        })?;
-        // An uncorrected error (or a broadcast, which is one on the other CPUs) is raised as
-        // #MC at once; only a corrected one waits for a poll.
-        let raised = record.status & UC != 0 || record.broadcast != Broadcast::None;
+        self.monitor(&line)?;
+        self.kick_if_polled(record, false)
+    }
+
+    /// An uncorrected error (or a broadcast, which is one on the other CPUs) is raised as #MC
+    /// at once; only a corrected one waits for a poll, which the kick brings forward.
+    fn kick_if_polled(&mut self, record: &MceRecord, broadcast: bool) -> Result<(), GuestError> {
+        let raised = record.status & UC != 0 || broadcast || record.broadcast != Broadcast::None;
         if self.poll.enabled && !raised {
             self.kick_poll()?;
         }
-        Ok(line)
+        Ok(())
+    }
+
+    /// Sends one HMP line. HMP reports a refused command only as text in its reply: that text
+    /// comes back as [`GuestError::Monitor`].
+    fn monitor(&mut self, line: &str) -> Result<(), GuestError> {
+        let reply = self.vm.qmp().human_monitor_command(line)?;
+        hmp::check_reply(&reply).map_err(|e| GuestError::Monitor {
+            line: line.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Makes the kernel poll every bank now (see [`PollKick`]). The write returns once every

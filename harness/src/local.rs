@@ -2,9 +2,9 @@
 //! kernel files (`target: {local: {root: DIR}}`).
 //!
 //! Collectors talk to it with the same requests as to a guest's agent, answered in process by
-//! the agent's own [`Agent::handle`]. Injections go through the inject crate as
-//! `rasdrill inject` does them: every check first, then the lock, then the writes; on the real
-//! root the guard refuses uncorrected and fatal errors.
+//! the agent's own [`Agent::handle`]. Injections go through the one planner as `rasdrill
+//! inject`'s do ([`Request::execute`]): every check first, the guard included (a stand-in tree
+//! is guarded like the machine it stands for), then the lock, then the writes.
 //!
 //! A stand-in tree is copied to a temporary directory for each scenario, and the scenario works
 //! on the copy: the committed tree never changes, and every run starts from the same files.
@@ -18,19 +18,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rasdrill_inject::debugfs::Debugfs;
-use rasdrill_inject::edac::{AmdEcc, EdacFake};
-use rasdrill_inject::guard::{self, Allow};
-use rasdrill_inject::injector::Injector;
-use rasdrill_inject::lock::{InjectLock, LockError};
-use rasdrill_inject::preflight::{self, Machine};
-use rasdrill_inject::{perform, Action, InjectError, PerformError, Vendor};
+use rasdrill_inject::guard::Allow;
+use rasdrill_inject::request::ExecuteError;
+use rasdrill_inject::{Payload, Place, Request as Injection};
 
 use crate::agent::process::Children;
 use crate::agent::protocol::{Ready, Reply, Request};
 use crate::agent::server::{Agent, Environment};
 use crate::agent::trace::{self, TraceBuffer};
-use crate::scenario::{EdacRequest, Inject};
 use crate::target::{Target, TargetError};
 
 /// The local target could not be prepared.
@@ -44,24 +39,10 @@ pub enum LocalError {
     },
 }
 
-/// An injection on this machine failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalInjectError {
-    /// Refused before any write (the guard, a preflight check): bad input.
-    #[error("injection refused before any write: {0}")]
-    Refused(#[from] InjectError),
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(transparent)]
-    Perform(#[from] PerformError),
-    #[error("{0} injects into a guest; a local target takes debugfs and edac")]
-    NotHere(&'static str),
-}
-
 pub struct LocalTarget {
     agent: Agent,
     root: PathBuf,
-    /// The root is `/`: the guard applies.
+    /// The root is `/`, not a stand-in tree.
     real: bool,
     /// The copy of a stand-in tree, removed with the target.
     _copy: Option<tempfile::TempDir>,
@@ -136,44 +117,17 @@ impl LocalTarget {
         self.real
     }
 
-    /// Checks everything (the guard on the real root, with what `allow` allows; then the
-    /// kernel files), takes the inject lock and writes. Returns the writes performed.
-    pub fn inject(
-        &mut self,
-        inject: &Inject,
-        allow: Allow,
-    ) -> Result<Vec<String>, LocalInjectError> {
-        let root = self.root.clone();
-        let guarded = self.real;
-        let actions: Vec<Action> = match inject {
-            Inject::Qemu { .. } => return Err(LocalInjectError::NotHere("via: qemu")),
-            Inject::Debugfs { records, flags } => {
-                let actions = preflight::describe_all(&Debugfs::new(&root, *flags), records)?;
-                if guarded {
-                    guard::check(records, vendor(&root), allow)?;
-                }
-                preflight::check_debugfs(&root, *flags, records, &actions)?;
-                actions
-            }
-            Inject::Edac(EdacRequest::Amd64(req)) => {
-                let actions = AmdEcc::new(&root).describe(req)?;
-                if guarded {
-                    guard::check_amd_ecc(req, allow)?;
-                }
-                preflight::check_amd_ecc(&root, req, &actions)?;
-                actions
-            }
-            Inject::Edac(EdacRequest::Fake(req)) => {
-                let actions = EdacFake::new(&root).describe(req)?;
-                if guarded {
-                    guard::check_edac_fake(req, allow)?;
-                }
-                preflight::check_edac_fake(&root, req, &actions)?;
-                actions
-            }
+    /// Plans (method, records, the guard with what `allow` allows, the kernel files), takes
+    /// the inject lock and writes. A stand-in tree is guarded like the machine it stands for.
+    /// Returns the writes performed.
+    pub fn inject(&mut self, payload: &Payload, allow: Allow) -> Result<Vec<String>, ExecuteError> {
+        let request = Injection {
+            payload: payload.clone(),
+            place: Place::Machine {
+                root: self.root.clone(),
+            },
         };
-        let _lock = InjectLock::acquire(&root)?;
-        perform(&actions)?;
+        let actions = request.execute(allow)?;
         Ok(actions.iter().map(ToString::to_string).collect())
     }
 }
@@ -199,15 +153,6 @@ impl Target for LocalTarget {
                 message: e.to_string(),
             })
     }
-}
-
-/// The vendor of the machine at `root` for the guard: unknown (the stricter reading) if its
-/// /proc/cpuinfo says nothing.
-pub fn vendor(root: &Path) -> Vendor {
-    Machine::new(root)
-        .vendor()
-        .map(|(v, _)| v)
-        .unwrap_or(Vendor::Unknown)
 }
 
 /// The running kernel's release (golden headers record it).
@@ -247,6 +192,8 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use rasdrill_inject::edac::{EccAccess, EccInjection};
+    use rasdrill_inject::request::EdacRequest;
+    use rasdrill_inject::InjectError;
     use std::os::unix::fs::PermissionsExt;
 
     fn amd64_edac_tree() -> tempfile::TempDir {
@@ -272,7 +219,7 @@ mod tests {
         let mut target = LocalTarget::new(Some(tree.path()), &[]).unwrap();
         assert!(!target.is_real());
         let writes = target
-            .inject(&Inject::Edac(EdacRequest::Amd64(req)), Allow::default())
+            .inject(&Payload::Edac(EdacRequest::Amd64(req)), Allow::default())
             .unwrap();
         assert_eq!(writes.len(), 4);
         let mc0 = |root: &Path| root.join("sys/devices/system/edac/mc/mc0");
@@ -327,14 +274,17 @@ mod tests {
         assert_eq!(text, "0x0\n");
         let err = target
             .inject(
-                &Inject::Qemu {
+                &Payload::Qemu {
                     records: vec![],
                     broadcast: false,
                 },
                 Allow::default(),
             )
             .unwrap_err();
-        assert!(matches!(err, LocalInjectError::NotHere(_)));
+        assert!(matches!(
+            err,
+            ExecuteError::Refused(InjectError::Misfit { .. })
+        ));
         let err = target.trace(None).unwrap_err().to_string();
         assert!(err.contains("no trace collector"), "{err}");
     }

@@ -4,6 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rasdrill_inject::request::GuestFacts;
+use rasdrill_inject::Vendor;
+
+use crate::scenario::GUEST_BANKS;
+
 /// A named guest machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -47,6 +52,15 @@ pub const PROFILES: &[Profile] = &[
 pub const DEFAULT_PROFILE: &str = "amd-f15h";
 
 impl Profile {
+    /// What the injection planner needs to know of this guest before it boots.
+    pub fn facts(&self) -> GuestFacts {
+        GuestFacts {
+            vcpus: self.vcpus,
+            banks: GUEST_BANKS,
+            vendor: vendor_of(self.cpu_model),
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<&'static Profile> {
         PROFILES.iter().find(|p| p.name == name)
     }
@@ -74,6 +88,50 @@ impl FromStr for &'static Profile {
     type Err = UnknownProfile;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Profile::by_name(s).ok_or_else(|| UnknownProfile(s.to_string()))
+    }
+}
+
+/// The vendor of a QEMU CPU model, as far as its name tells. QEMU's generic `qemu64`/`kvm64`
+/// models present AuthenticAMD.
+pub fn vendor_of(cpu_model: &str) -> Vendor {
+    let m = cpu_model.to_ascii_lowercase();
+    if m.contains("vendor=genuineintel") {
+        return Vendor::Intel;
+    }
+    if m.contains("vendor=authenticamd") {
+        return Vendor::Amd;
+    }
+    let name = m.split(',').next().unwrap_or("");
+    const AMD: &[&str] = &[
+        "epyc", "opteron", "phenom", "athlon", "qemu64", "kvm64", "dhyana",
+    ];
+    const INTEL: &[&str] = &[
+        "skylake",
+        "cascadelake",
+        "cooperlake",
+        "icelake",
+        "sapphirerapids",
+        "broadwell",
+        "haswell",
+        "ivybridge",
+        "sandybridge",
+        "westmere",
+        "nehalem",
+        "penryn",
+        "conroe",
+        "core2duo",
+        "coreduo",
+        "snowridge",
+        "denverton",
+        "qemu32",
+        "kvm32",
+    ];
+    if AMD.iter().any(|a| name.starts_with(a)) {
+        Vendor::Amd
+    } else if INTEL.iter().any(|i| name.starts_with(i)) {
+        Vendor::Intel
+    } else {
+        Vendor::Unknown
     }
 }
 

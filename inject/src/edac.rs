@@ -81,6 +81,10 @@ impl EccInjection {
         self.mc
     }
 
+    pub fn access(&self) -> EccAccess {
+        self.access
+    }
+
     pub fn ecc_vector(&self) -> u16 {
         self.ecc_vector
     }

@@ -54,6 +54,21 @@ pub enum InjectError {
         status | crate::status::VAL
     )]
     NotValid { status: u64 },
+    #[error("cpu {cpu} is out of range: the guest has {vcpus} vCPUs (0-{})", .vcpus - 1)]
+    NoCpu { cpu: u32, vcpus: u32 },
+    #[error("bank {bank} is out of range: {whose} {banks} MCA banks (0-{})", .banks - 1)]
+    BankOutOfRange {
+        bank: u32,
+        banks: u32,
+        whose: &'static str,
+    },
+    /// The method cannot reach the place (`request::Request::problems` decides).
+    #[error("via {via} cannot inject into {place}: {why}")]
+    Misfit {
+        via: &'static str,
+        place: &'static str,
+        why: &'static str,
+    },
     #[error("flags {flags} needs an AMD CPU (the kernel writes AMD's bank MSRs), but this one is {vendor_id}; use flags sw, which only decodes")]
     NeedsAmd {
         flags: &'static str,

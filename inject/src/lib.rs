@@ -18,9 +18,11 @@ pub mod lock;
 pub mod mcelang;
 pub mod preflight;
 pub mod record;
+pub mod request;
 pub mod status;
 
 pub use action::Action;
 pub use injector::{perform, InjectError, Injector, Outcome, PerformError};
 pub use record::MceRecord;
+pub use request::{Payload, Place, Request, Via};
 pub use status::{Severity, Vendor};

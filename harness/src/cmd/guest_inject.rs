@@ -2,40 +2,46 @@
 
 use std::time::Duration;
 
-use rasdrill_inject::debugfs::{Debugfs, InjectionType};
-use rasdrill_inject::preflight;
-use rasdrill_inject::{hmp, status, Action, MceRecord};
+use rasdrill_inject::guard::Allow;
+use rasdrill_inject::{Action, Request};
 
-use crate::cmd::inject::{records, InjectArgs, Via};
+use crate::cmd::kernel::KernelArgs;
 use crate::collect::kmsg::Kmsg;
 use crate::collect::trace::Trace;
 use crate::collect::{CollectError, Collected, Collector, POLL, QUIET};
 use crate::exit::{Code, Failure};
-use crate::guest::{Guest, GuestError, GuestSpec, REQUEST_TIMEOUT};
+use crate::guest::{AccelChoice, Guest, GuestError, GuestSpec};
 use crate::profile::Profile;
-use crate::scenario::GUEST_BANKS;
 use crate::target::TargetError;
 use rasdrill_qemu::wait::settle;
 
-pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> {
-    if args.root != std::path::Path::new("/") {
-        return Err(Failure::bad_input(
-            "--root is for this machine's files; a --guest has its own",
-        ));
-    }
-    let records = records(args)?;
-    let actions = plan(args, profile, &records)?;
+/// How `rasdrill inject --guest` runs, besides what it injects.
+pub struct GuestInject<'a> {
+    pub profile: &'static Profile,
+    pub kernel: &'a KernelArgs,
+    pub accel: AccelChoice,
+    /// How long to wait for the decoded output (or the panic).
+    pub timeout: Duration,
+    pub expect_panic: bool,
+    pub dry_run: bool,
+}
+
+pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
+    // Planned before anything boots: a refusal changes nothing.
+    let actions = request.plan(Allow::default())?;
     if args.dry_run {
         for action in &actions {
             println!("{action}");
         }
         return Ok(());
     }
+    let profile = args.profile;
+    let records = request.payload.records();
     let kernel = args.kernel.resolve()?;
     let spec = GuestSpec::for_profile(profile, kernel, args.accel, super::this_executable()?);
     let mut guest = Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}"))
         .map_err(Failure::infrastructure)?;
-    let outcome = inject_and_observe(&mut guest, args, &records);
+    let outcome = inject_and_observe(&mut guest, request, &actions, args.timeout);
     match outcome {
         Ok(observed) => {
             guest.shutdown();
@@ -54,7 +60,7 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
                     format!(
                         "the guest's kernel logged {got} of {expected} machine-check records within {} s \
                          (corrected errors from QEMU show up at the next poll, every second)",
-                        args.timeout
+                        args.timeout.as_secs_f64()
                     ),
                 ));
             }
@@ -85,61 +91,6 @@ pub fn run(args: &InjectArgs, profile: &'static Profile) -> Result<(), Failure> 
     }
 }
 
-/// Checks every record against the guest before anything boots, and says what will be done.
-fn plan(
-    args: &InjectArgs,
-    profile: &Profile,
-    records: &[MceRecord],
-) -> Result<Vec<Action>, Failure> {
-    for r in records {
-        if r.cpu >= profile.vcpus {
-            return Err(Failure::bad_input(format!(
-                "--cpu {}: the {} guest has {} vCPUs (0-{})",
-                r.cpu,
-                profile.name,
-                profile.vcpus,
-                profile.vcpus - 1
-            )));
-        }
-        if r.bank >= GUEST_BANKS {
-            return Err(Failure::bad_input(format!(
-                "--bank {}: QEMU gives every guest CPU {GUEST_BANKS} MCA banks (0-{})",
-                r.bank,
-                GUEST_BANKS - 1
-            )));
-        }
-        if r.status & status::VAL == 0 {
-            return Err(Failure::bad_input(format!(
-                "--status {:#x}: VAL (bit 63) is clear, so no kernel would look at it; add VAL",
-                r.status
-            )));
-        }
-    }
-    let mut actions = Vec::new();
-    match args.via {
-        Via::Qemu => {
-            if args.flags != InjectionType::Sw {
-                return Err(Failure::bad_input(
-                    "--flags is for --via debugfs: QEMU's mce raises #MC for uncorrected errors and leaves corrected ones for the poller",
-                ));
-            }
-            for r in records {
-                actions.push(Action::Monitor { line: hmp::command(r)? });
-            }
-        }
-        Via::Debugfs => {
-            let debugfs = Debugfs::new(std::path::Path::new("/"), args.flags);
-            actions.extend(preflight::describe_all(&debugfs, records)?);
-        }
-        Via::Edac => {
-            return Err(Failure::bad_input(
-                "--via edac needs an EDAC memory controller, and QEMU guests have none; use --via qemu or --via debugfs",
-            ))
-        }
-    }
-    Ok(actions)
-}
-
 /// What the guest's decoders said after the injection.
 struct Observed {
     kmsg: Collected,
@@ -150,37 +101,22 @@ struct Observed {
 /// holds one `mce_record` per record and the output has stopped changing, or the timeout.
 fn inject_and_observe(
     guest: &mut Guest,
-    args: &InjectArgs,
-    records: &[MceRecord],
+    request: &Request,
+    actions: &[Action],
+    timeout: Duration,
 ) -> Result<Observed, GuestError> {
     let mut kmsg = Kmsg::new(None).map_err(guest_error)?;
     let mut trace = Trace::new(&["mce/mce_record".to_string()]);
     kmsg.start(guest).map_err(guest_error)?;
     trace.start(guest).map_err(guest_error)?;
-    for r in records {
-        match args.via {
-            Via::Qemu => {
-                let line = guest.inject_qemu(r)?;
-                eprintln!("rasdrill: sent `{line}` to QEMU's monitor");
-            }
-            _ => {
-                let flags = args.flags;
-                let writes =
-                    guest.call("injecting through mce-inject", REQUEST_TIMEOUT, |a, d| {
-                        a.inject(r, flags, d)
-                    })?;
-                eprintln!(
-                    "rasdrill: wrote {} mce-inject files in the guest",
-                    writes.len()
-                );
-            }
-        }
-    }
+    guest.inject(&request.payload, actions, &mut |note| {
+        eprintln!("rasdrill: {note}")
+    })?;
+    let records = request.payload.records();
     let expected = records.len();
     let poll = || -> Result<(Collected, Collected), CollectError> {
         Ok((kmsg.collect(guest)?, trace.collect(guest)?))
     };
-    let timeout = Duration::from_secs_f64(args.timeout);
     let ((kmsg, trace), _) = settle(timeout, QUIET, POLL, poll, |(_, trace)| {
         trace.records >= expected
     })

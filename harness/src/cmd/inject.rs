@@ -6,20 +6,21 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
-use rasdrill_inject::debugfs::{Debugfs, InjectionType};
-use rasdrill_inject::edac::{AmdEcc, EccAccess, EccInjection, EdacFake, FakeInjection, Layer};
-use rasdrill_inject::guard::{self, Allow};
-use rasdrill_inject::injector::Injector;
-use rasdrill_inject::lock::InjectLock;
-use rasdrill_inject::preflight;
-use rasdrill_inject::{perform, status, Action, InjectError, MceRecord};
+use std::path::Path;
+use std::time::Duration;
 
+use clap::Args;
+use rasdrill_inject::debugfs::InjectionType;
+use rasdrill_inject::edac::{EccAccess, EccInjection, FakeInjection, Layer};
+use rasdrill_inject::guard::Allow;
+use rasdrill_inject::request::{self, EdacRequest, ExecuteError};
+use rasdrill_inject::{status, MceRecord, Payload, Place, Request, Via};
+
+use crate::cmd::guest_inject::{self, GuestInject};
 use crate::cmd::kernel::KernelArgs;
 use crate::cmd::records::read_records;
 use crate::exit::Failure;
 use crate::guest::AccelChoice;
-use crate::local;
 use crate::profile::{Profile, DEFAULT_PROFILE};
 
 pub const EXAMPLES: &str = "\
@@ -45,17 +46,6 @@ Safety: on this machine an uncorrected or deferred record is refused without --a
 and a fatal one (PCC, or UC with OVER) without --allow-fatal, which also allows uncorrected ones.
 This holds for flags sw too: the kernel hands uncorrected memory errors to memory_failure().
 Writes go through a lock (<root>/run/lock/rasdrill.lock): two rasdrill never inject at once.";
-
-/// Where the errors go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Via {
-    /// mce-inject's debugfs files (module mce-inject)
-    Debugfs,
-    /// EDAC: amd64_edac's DRAM ECC injection, or the EDAC core's fake errors (--fake-inject)
-    Edac,
-    /// QEMU's `mce` monitor command, into a guest (needs --guest)
-    Qemu,
-}
 
 #[derive(Debug, Args)]
 pub struct InjectArgs {
@@ -279,6 +269,44 @@ impl EdacArgs {
     }
 }
 
+impl EdacArgs {
+    /// The EDAC request the options describe: amd64_edac's, or a fake one.
+    fn request(&self) -> Result<EdacRequest, Failure> {
+        let mc = self.mc.unwrap_or(0);
+        if self.fake_inject {
+            if let Some(flag) = self.ecc_given() {
+                return Err(Failure::bad_input(format!(
+                    "{flag} is for amd64_edac injection, not --fake-inject"
+                )));
+            }
+            let req = FakeInjection::new(mc, &self.layer, self.ue, self.count.unwrap_or(1))?;
+            return Ok(EdacRequest::Fake(req));
+        }
+        if let Some(flag) = self.fake_given() {
+            return Err(Failure::bad_input(format!("{flag} needs --fake-inject")));
+        }
+        let (Some(section), Some(word), Some(vector)) = (self.section, self.word, self.ecc_vector)
+        else {
+            return Err(Failure::bad_input(
+                "amd64_edac injection needs --section, --word, --ecc-vector and --read or --write \
+                 (or use --fake-inject)",
+            ));
+        };
+        let access = match (self.read, self.write) {
+            (true, false) => EccAccess::Read,
+            (false, true) => EccAccess::Write,
+            _ => {
+                return Err(Failure::bad_input(
+                    "amd64_edac injection needs --read or --write",
+                ))
+            }
+        };
+        Ok(EdacRequest::Amd64(EccInjection::new(
+            mc, section, word, vector, access,
+        )?))
+    }
+}
+
 fn layer_position(s: &str) -> Result<(Layer, u64), String> {
     let (name, pos) = s
         .split_once('=')
@@ -287,45 +315,61 @@ fn layer_position(s: &str) -> Result<(Layer, u64), String> {
 }
 
 pub fn run(args: InjectArgs) -> Result<(), Failure> {
-    let allow = Allow {
-        uncorrected: args.allow_uncorrected,
-        fatal: args.allow_fatal,
+    let payload = payload(&args)?;
+    let Some(profile) = args.guest else {
+        let request = Request {
+            payload,
+            place: Place::Machine {
+                root: args.root.clone(),
+            },
+        };
+        return local(&args, &request);
     };
-    if let Some(profile) = args.guest {
-        return crate::cmd::guest_inject::run(&args, profile);
+    if args.root != Path::new("/") {
+        return Err(Failure::bad_input(
+            "--root is for this machine's files; a --guest has its own",
+        ));
+    }
+    let request = Request {
+        payload,
+        place: Place::Guest(profile.facts()),
+    };
+    guest_inject::run(
+        &request,
+        &GuestInject {
+            profile,
+            kernel: &args.kernel,
+            accel: args.accel,
+            timeout: Duration::from_secs_f64(args.timeout),
+            expect_panic: args.expect_panic,
+            dry_run: args.dry_run,
+        },
+    )
+}
+
+/// What the flags ask to inject, and how.
+fn payload(args: &InjectArgs) -> Result<Payload, Failure> {
+    if args.via != Via::Edac {
+        if let Some(flag) = args.edac.given() {
+            return Err(Failure::bad_input(format!("{flag} is for --via edac")));
+        }
     }
     match args.via {
-        Via::Qemu => Err(Failure::bad_input(
-            "--via qemu injects into a QEMU guest and needs --guest to say which; \
-             to inject into this machine use --via debugfs or --via edac",
-        )),
-        Via::Debugfs => {
-            if let Some(flag) = args.edac.given() {
-                return Err(Failure::bad_input(format!("{flag} is for --via edac")));
+        Via::Qemu => {
+            if args.flags != InjectionType::Sw {
+                return Err(Failure::bad_input(
+                    "--flags is for --via debugfs: QEMU's mce raises #MC for uncorrected errors and leaves corrected ones for the poller",
+                ));
             }
-            let records = records(&args)?;
-            let actions = preflight::describe_all(&Debugfs::new(&args.root, args.flags), &records)?;
-            let vendor = local::vendor(&args.root);
-            let check = || {
-                guard::check(&records, vendor, allow)?;
-                preflight::check_debugfs(&args.root, args.flags, &records, &actions)
-            };
-            execute(&args, &actions, check)?;
-            if !args.dry_run {
-                for (i, r) in records.iter().enumerate() {
-                    println!(
-                        "injected record {}: cpu {} bank {} status {:#x} ({}) through mce-inject ({})",
-                        i + 1,
-                        r.cpu,
-                        r.bank,
-                        r.status,
-                        r.severity(vendor),
-                        args.flags
-                    );
-                }
-            }
-            Ok(())
+            Ok(Payload::Qemu {
+                records: records(args)?,
+                broadcast: false,
+            })
         }
+        Via::Debugfs => Ok(Payload::Debugfs {
+            records: records(args)?,
+            flags: args.flags,
+        }),
         Via::Edac => {
             if let Some(flag) = args.record.given().or(args.files.first().map(|_| "--file")) {
                 return Err(Failure::bad_input(format!(
@@ -336,60 +380,59 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
             if args.flags != InjectionType::Sw {
                 return Err(Failure::bad_input("--flags is for --via debugfs"));
             }
-            let e = &args.edac;
-            let mc = e.mc.unwrap_or(0);
-            if e.fake_inject {
-                if let Some(flag) = e.ecc_given() {
-                    return Err(Failure::bad_input(format!(
-                        "{flag} is for amd64_edac injection, not --fake-inject"
-                    )));
-                }
-                let req = FakeInjection::new(mc, &e.layer, e.ue, e.count.unwrap_or(1))?;
-                let actions = EdacFake::new(&args.root).describe(&req)?;
-                execute(&args, &actions, || {
-                    guard::check_edac_fake(&req, allow)?;
-                    preflight::check_edac_fake(&args.root, &req, &actions)
-                })?;
-                if !args.dry_run {
-                    println!("injected a fake EDAC error on mc{mc}");
-                }
-            } else {
-                if let Some(flag) = e.fake_given() {
-                    return Err(Failure::bad_input(format!("{flag} needs --fake-inject")));
-                }
-                let (Some(section), Some(word), Some(vector)) = (e.section, e.word, e.ecc_vector)
-                else {
-                    return Err(Failure::bad_input(
-                        "amd64_edac injection needs --section, --word, --ecc-vector and --read or --write \
-                         (or use --fake-inject)",
-                    ));
-                };
-                let access = match (e.read, e.write) {
-                    (true, false) => EccAccess::Read,
-                    (false, true) => EccAccess::Write,
-                    _ => {
-                        return Err(Failure::bad_input(
-                            "amd64_edac injection needs --read or --write",
-                        ))
-                    }
-                };
-                let req = EccInjection::new(mc, section, word, vector, access)?;
-                let actions = AmdEcc::new(&args.root).describe(&req)?;
-                execute(&args, &actions, || {
-                    guard::check_amd_ecc(&req, allow)?;
-                    preflight::check_amd_ecc(&args.root, &req, &actions)
-                })?;
-                if !args.dry_run {
-                    println!("injected a DRAM ECC error on mc{mc} ({})", access.file());
-                }
-            }
-            Ok(())
+            Ok(Payload::Edac(args.edac.request()?))
         }
     }
 }
 
+/// On this machine (or the tree under --root): plan, then print the plan (dry run) or take the
+/// lock and write.
+fn local(args: &InjectArgs, request: &Request) -> Result<(), Failure> {
+    let allow = Allow {
+        uncorrected: args.allow_uncorrected,
+        fatal: args.allow_fatal,
+    };
+    if args.dry_run {
+        for a in request.describe()? {
+            println!("{a}");
+        }
+        return request.plan(allow).map(drop).map_err(|e| {
+            Failure::bad_input(format!("{e} (dry run: the real run would be refused)"))
+        });
+    }
+    request.execute(allow).map_err(|e| match e {
+        ExecuteError::Refused(_) => Failure::bad_input(e),
+        ExecuteError::Lock(_) | ExecuteError::Perform(_) => Failure::infrastructure(e),
+    })?;
+    match &request.payload {
+        Payload::Debugfs { records, flags } => {
+            let vendor = request::vendor(&args.root);
+            for (i, r) in records.iter().enumerate() {
+                println!(
+                    "injected record {}: cpu {} bank {} status {:#x} ({}) through mce-inject ({flags})",
+                    i + 1,
+                    r.cpu,
+                    r.bank,
+                    r.status,
+                    r.severity(vendor),
+                );
+            }
+        }
+        Payload::Edac(EdacRequest::Fake(req)) => {
+            println!("injected a fake EDAC error on mc{}", req.mc())
+        }
+        Payload::Edac(EdacRequest::Amd64(req)) => println!(
+            "injected a DRAM ECC error on mc{} ({})",
+            req.mc(),
+            req.access().file()
+        ),
+        Payload::Qemu { .. } => unreachable!("the planner refuses qemu on a machine"),
+    }
+    Ok(())
+}
+
 /// The records to inject: from --file, or from the record options.
-pub fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
+fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
     if args.files.is_empty() {
         return Ok(vec![args.record.record()?]);
     }
@@ -406,24 +449,4 @@ pub fn records(args: &InjectArgs) -> Result<Vec<MceRecord>, Failure> {
         return Err(Failure::bad_input("the --file input holds no records"));
     }
     Ok(records)
-}
-
-/// The shared tail of every local injection: print the plan (dry run), check, lock, write.
-fn execute(
-    args: &InjectArgs,
-    actions: &[Action],
-    check: impl FnOnce() -> Result<(), InjectError>,
-) -> Result<(), Failure> {
-    if args.dry_run {
-        for a in actions {
-            println!("{a}");
-        }
-        return check().map_err(|e| {
-            Failure::bad_input(format!("{e} (dry run: the real run would be refused)"))
-        });
-    }
-    check()?;
-    let _lock = InjectLock::acquire(&args.root)?;
-    perform(actions)?;
-    Ok(())
 }

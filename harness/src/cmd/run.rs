@@ -30,8 +30,8 @@ Examples:
 Scenarios are YAML files (docs/scenarios.md). All of them are checked before anything boots.
 Guest scenarios that need the same guest share one boot. A mismatch prints a diff and writes
 <golden>.snap.new beside the golden file (not in CI: --ci, or CI set and not false/0).
-Local scenarios on this machine are guarded as `rasdrill inject` is: uncorrected and fatal
-errors need --allow-uncorrected or --allow-fatal.";
+Local scenarios, on this machine or on a tree that stands in for one, are guarded as
+`rasdrill inject` is: uncorrected and fatal errors need --allow-uncorrected or --allow-fatal.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -86,11 +86,12 @@ pub struct RunArgs {
     )]
     pub rasdaemon: RasdaemonBuild,
 
-    /// Local scenarios on this machine: allow uncorrected and deferred errors
+    /// Local scenarios (this machine or a stand-in tree): allow uncorrected and deferred errors
     #[arg(long, help_heading = "Safety")]
     pub allow_uncorrected: bool,
 
-    /// Local scenarios on this machine: allow fatal errors (they panic it); implies --allow-uncorrected
+    /// Local scenarios (this machine or a stand-in tree): allow fatal errors (they panic it);
+    /// implies --allow-uncorrected
     #[arg(long, help_heading = "Safety")]
     pub allow_fatal: bool,
 }

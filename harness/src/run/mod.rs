@@ -31,8 +31,8 @@ pub struct Options {
     pub golden_dir: PathBuf,
     pub mode: Mode,
     pub accel: AccelChoice,
-    /// What the guard lets local scenarios inject on this machine (stand-in trees and guests
-    /// are not guarded).
+    /// What the guard lets local scenarios inject, on this machine or a stand-in tree (guests
+    /// are throw-away: not guarded).
     pub allow: Allow,
     /// The kernel of guest scenarios that do not name one.
     pub kernel: Option<Kernel>,

@@ -3,19 +3,20 @@
 use std::time::{Duration, Instant};
 
 use rasdrill_inject::guard::Allow;
-use rasdrill_inject::record::Broadcast;
+use rasdrill_inject::request::ExecuteError;
+use rasdrill_inject::{Payload, Request};
 use rasdrill_qemu::wait::settle;
 
 use super::plan::{self, Prepared};
 use super::Options;
 use crate::collect::{CollectError, Collected, Collector, Context, POLL, QUIET};
 use crate::golden::{self, Header};
-use crate::guest::{Guest, GuestError, REQUEST_TIMEOUT};
-use crate::local::{self, LocalInjectError, LocalTarget};
+use crate::guest::{Guest, GuestError};
+use crate::local::{self, LocalTarget};
 use crate::normalize::normalize;
 use crate::oracle::{self, Verdict};
 use crate::report::{self, Event, FailureKind, GoldenResult, ScenarioResult, Sink};
-use crate::scenario::{ExpectPanic, Inject, Scenario, StepKind, Wait, WaitFor};
+use crate::scenario::{ExpectPanic, Scenario, StepKind, Wait, WaitFor};
 use crate::target::{Target, TargetError};
 
 /// The longest the output may keep growing after the last step.
@@ -258,7 +259,7 @@ fn execute(
         });
         let began = Instant::now();
         let outcome = match &step.kind {
-            StepKind::Inject(inject) => inject_step(inject, &mut place, options.allow, sink),
+            StepKind::Inject(payload) => inject_step(s, payload, &mut place, options.allow, sink),
             StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
             StepKind::Sleep(d) => {
                 std::thread::sleep(*d);
@@ -402,63 +403,40 @@ fn stop_all(
 }
 
 fn inject_step(
-    inject: &Inject,
+    s: &Scenario,
+    payload: &Payload,
     place: &mut Place,
     allow: Allow,
     sink: &mut dyn Sink,
 ) -> Result<(), Trouble> {
-    match (inject, place) {
-        (Inject::Qemu { records, broadcast }, Place::Guest(guest)) => {
-            for r in records {
-                let mut r = r.clone();
-                if *broadcast {
-                    r.broadcast = Broadcast::Nmi;
-                }
-                let line = guest
-                    .inject_qemu(&r)
-                    .map_err(|e| Trouble::guest(e, FailureKind::BadInput))?;
-                sink.event(&Event::Note {
-                    text: format!("sent `{line}` to QEMU's monitor"),
-                });
-            }
-            Ok(())
+    let mut note = |text: String| sink.event(&Event::Note { text });
+    match place {
+        Place::Guest(guest) => {
+            let machine = s.machine().expect("a guest scenario has a machine");
+            let request = Request {
+                payload: payload.clone(),
+                place: rasdrill_inject::Place::Guest(machine.facts()),
+            };
+            let actions = request
+                .plan(allow)
+                .map_err(|e| Trouble::new(FailureKind::BadInput, e.to_string()))?;
+            guest
+                .inject(payload, &actions, &mut note)
+                .map_err(|e| Trouble::guest(e, FailureKind::BadInput))
         }
-        (Inject::Debugfs { records, flags }, Place::Guest(guest)) => {
-            for r in records {
-                let writes = guest
-                    .call("injecting through mce-inject", REQUEST_TIMEOUT, |a, d| {
-                        a.inject(r, *flags, d)
-                    })
-                    .map_err(|e| Trouble::guest(e, FailureKind::BadInput))?;
-                sink.event(&Event::Note {
-                    text: format!("wrote {} mce-inject files in the guest", writes.len()),
-                });
-            }
-            Ok(())
-        }
-        (Inject::Edac(_), Place::Guest(_)) => Err(Trouble::new(
-            FailureKind::BadInput,
-            "QEMU guests have no EDAC memory controller: EDAC injection needs target: local",
-        )),
-        (inject, Place::Local(target)) => {
-            let writes = target.inject(inject, allow).map_err(|e| {
+        Place::Local(target) => {
+            let writes = target.inject(payload, allow).map_err(|e| {
                 let kind = match e {
-                    LocalInjectError::Refused(_) | LocalInjectError::NotHere(_) => {
-                        FailureKind::BadInput
-                    }
-                    LocalInjectError::Lock(_) | LocalInjectError::Perform(_) => {
-                        FailureKind::Infrastructure
-                    }
+                    ExecuteError::Refused(_) => FailureKind::BadInput,
+                    ExecuteError::Lock(_) | ExecuteError::Perform(_) => FailureKind::Infrastructure,
                 };
                 Trouble::new(kind, e.to_string())
             })?;
-            sink.event(&Event::Note {
-                text: format!(
-                    "wrote {} files under {}",
-                    writes.len(),
-                    target.root().display()
-                ),
-            });
+            note(format!(
+                "wrote {} files under {}",
+                writes.len(),
+                target.root().display()
+            ));
             Ok(())
         }
     }

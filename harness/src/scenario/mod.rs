@@ -26,6 +26,7 @@ use std::time::Duration;
 
 pub use rasdrill_inject::debugfs::InjectionType;
 pub use rasdrill_inject::edac::{EccAccess, EccInjection, FakeInjection, Layer};
+pub use rasdrill_inject::request::{EdacRequest, GuestFacts, Payload};
 use rasdrill_inject::{MceRecord, Vendor};
 use regex::Regex;
 
@@ -40,9 +41,6 @@ pub const DEFAULT_DIR: &str = "scenarios";
 /// Every QEMU x86 CPU model has 10 MCA banks (MCG_CAP[7:0] = 10; docs/kernel-interfaces.md,
 /// "Guest CPU models and decoders").
 pub const GUEST_BANKS: u32 = 10;
-
-/// The kernel keeps at most 32 banks per CPU (MAX_NR_BANKS): no bank number above is real.
-pub const MAX_BANKS: u32 = 32;
 
 /// A validated scenario: everything the runner needs, nothing left to check.
 #[derive(Debug, Clone)]
@@ -158,56 +156,12 @@ pub struct Step {
 
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    Inject(Inject),
+    Inject(Payload),
     Wait(Wait),
     /// The guest must panic; always the last step.
     ExpectPanic(ExpectPanic),
     /// A plain pause (prefer `wait`).
     Sleep(Duration),
-}
-
-/// An injection: the records (or the EDAC request) and the way they are delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inject {
-    /// QEMU's `mce` monitor command, one per record; `broadcast` is its `-b`.
-    Qemu {
-        records: Vec<MceRecord>,
-        broadcast: bool,
-    },
-    /// The kernel's mce-inject debugfs files, one injection per record.
-    Debugfs {
-        records: Vec<MceRecord>,
-        flags: InjectionType,
-    },
-    /// An EDAC memory-controller injection.
-    Edac(EdacRequest),
-}
-
-impl Inject {
-    /// The MCE records this step injects (none for EDAC).
-    pub fn records(&self) -> &[MceRecord] {
-        match self {
-            Inject::Qemu { records, .. } | Inject::Debugfs { records, .. } => records,
-            Inject::Edac(_) => &[],
-        }
-    }
-
-    pub fn via(&self) -> &'static str {
-        match self {
-            Inject::Qemu { .. } => "qemu",
-            Inject::Debugfs { .. } => "debugfs",
-            Inject::Edac(_) => "edac",
-        }
-    }
-}
-
-/// An EDAC injection request (docs/kernel-interfaces.md, "EDAC"), range-checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EdacRequest {
-    /// amd64_edac's `inject_*` files, then a DRAM read or write.
-    Amd64(EccInjection),
-    /// The EDAC core's `fake_inject` (CONFIG_EDAC_DEBUG), reported through `ras:mc_event`.
-    Fake(FakeInjection),
 }
 
 /// Wait until a collector has seen enough, or fail at the deadline.
@@ -231,6 +185,17 @@ pub enum WaitFor {
 pub struct ExpectPanic {
     pub timeout: Duration,
     pub message: Option<Regex>,
+}
+
+impl Machine {
+    /// What the injection planner needs to know of the guest before it boots.
+    pub fn facts(&self) -> GuestFacts {
+        GuestFacts {
+            vcpus: self.vcpus,
+            banks: GUEST_BANKS,
+            vendor: self.vendor,
+        }
+    }
 }
 
 impl Scenario {
@@ -287,10 +252,10 @@ impl fmt::Display for Step {
 impl fmt::Display for StepKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StepKind::Inject(Inject::Edac(EdacRequest::Amd64(ecc))) => {
+            StepKind::Inject(Payload::Edac(EdacRequest::Amd64(ecc))) => {
                 write!(f, "inject via edac: amd64_edac ECC error on mc{}", ecc.mc())
             }
-            StepKind::Inject(Inject::Edac(EdacRequest::Fake(fake))) => {
+            StepKind::Inject(Payload::Edac(EdacRequest::Fake(fake))) => {
                 write!(f, "inject via edac: fake error on mc{}", fake.mc())
             }
             StepKind::Inject(inject) => {

@@ -108,7 +108,7 @@ fn the_amd_example_loads_with_its_defaults_filled_in() {
     assert_eq!(names, ["kmsg", "trace", "rasdaemon"]);
     assert_eq!(s.compare, ["kmsg", "trace"]);
 
-    let StepKind::Inject(Inject::Qemu { records, broadcast }) = &s.steps[0].kind else {
+    let StepKind::Inject(Payload::Qemu { records, broadcast }) = &s.steps[0].kind else {
         panic!("step 0 is a QEMU injection: {:?}", s.steps[0]);
     };
     assert!(!broadcast);
@@ -143,7 +143,7 @@ fn records_come_from_mce_inject_files_relative_to_the_scenario() {
     let dir = dir_with(&[("s/skx.yaml", SKX_FILE_PANIC), ("s/two.mce", TWO_RECORDS)]);
     let s = load_file(&dir.path().join("s/skx.yaml")).unwrap();
     assert_eq!(s.machine().unwrap().vendor, Vendor::Intel);
-    let StepKind::Inject(Inject::Debugfs { records, flags }) = &s.steps[0].kind else {
+    let StepKind::Inject(Payload::Debugfs { records, flags }) = &s.steps[0].kind else {
         panic!("step 0 is a debugfs injection");
     };
     assert_eq!(*flags, InjectionType::Sw);
@@ -152,7 +152,7 @@ fn records_come_from_mce_inject_files_relative_to_the_scenario() {
     assert_eq!(records[0].status, VAL | EN | ADDRV | 0x10);
     assert_eq!(records[1].status, VAL | EN);
 
-    let StepKind::Inject(Inject::Qemu { records, .. }) = &s.steps[2].kind else {
+    let StepKind::Inject(Payload::Qemu { records, .. }) = &s.steps[2].kind else {
         panic!("step 2 is a QEMU injection");
     };
     assert_eq!(records[0].status, VAL | UC | EN | (1 << 57) | 0x150);
@@ -191,7 +191,7 @@ fn a_local_scenario_takes_a_root_tree_and_edac_requests() {
         panic!("local target")
     };
     assert_eq!(root.as_deref(), Some(dir.path().join("tree").as_path()));
-    let StepKind::Inject(Inject::Edac(request)) = &s.steps[0].kind else {
+    let StepKind::Inject(Payload::Edac(request)) = &s.steps[0].kind else {
         panic!("edac step")
     };
     let expected =
@@ -278,7 +278,7 @@ steps:
     let s = from_str(Path::new("s.yaml"), text).unwrap();
     let r = s.records().next().unwrap();
     assert_eq!(r.status, VAL | EN | MISCV | ADDRV | (1 << 46) | 0x9208_0813);
-    let StepKind::Inject(Inject::Debugfs { flags, .. }) = &s.steps[0].kind else {
+    let StepKind::Inject(Payload::Debugfs { flags, .. }) = &s.steps[0].kind else {
         panic!()
     };
     assert_eq!(*flags, InjectionType::Hw);
@@ -286,8 +286,8 @@ steps:
     let intel = text.replace("amd-f15h", "intel-skx");
     assert_eq!(
         invalid("s.yaml", &intel),
-        "s.yaml:10:14: steps[0].inject.flags: `hw` is AMD only (mce-inject writes AMD bank MSRs); \
-         this machine is Intel: use sw"
+        "s.yaml:10:14: steps[0].inject.flags: flags hw needs an AMD CPU (the kernel writes AMD's \
+         bank MSRs), but this one is GenuineIntel; use flags sw, which only decodes"
     );
 }
 
@@ -298,8 +298,8 @@ fn problems_inside_an_mce_file_point_into_that_file() {
     let err = load_file(&dir.path().join("skx.yaml")).unwrap_err();
     assert_eq!(
         rendered(&err, dir.path()),
-        "two.mce:1:1: steps[0].inject.file (record 1 of 2): cpu: 3 is out of range (the guest has \
-         2 vCPUs: 0-1)"
+        "two.mce:1:1: steps[0].inject.file (record 1 of 2): cpu 3 is out of range: the guest has \
+         2 vCPUs (0-1)"
     );
 
     let dir = dir_with(&[

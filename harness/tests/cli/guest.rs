@@ -240,7 +240,7 @@ fn a_bank_out_of_range_is_refused_before_booting() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: --bank 10: QEMU gives every guest CPU 10 MCA banks (0-9)"
+        "error: bank 10 is out of range: QEMU gives every guest CPU 10 MCA banks (0-9)"
     );
 }
 
@@ -260,7 +260,7 @@ fn a_cpu_the_guest_does_not_have_is_refused_before_booting() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: --cpu 2: the amd-f15h guest has 2 vCPUs (0-1)"
+        "error: cpu 2 is out of range: the guest has 2 vCPUs (0-1)"
     );
 }
 

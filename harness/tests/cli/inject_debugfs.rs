@@ -303,7 +303,7 @@ fn validation_failures_change_nothing() {
             cpu: Cpu::Amd,
             setup: |_| {},
             args: &["--via", "qemu", "--bank", "4", "--status", "0x9c7d410092080813"],
-            error: "--via qemu injects into a QEMU guest and needs --guest to say which",
+            error: "via qemu cannot inject into this machine: it is QEMU's monitor command, for a guest (--guest",
         },
         Case {
             name: "an EDAC option",

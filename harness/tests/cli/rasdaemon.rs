@@ -12,9 +12,12 @@ use rasdrill::agent::protocol::{Reply, Request};
 use rasdrill::collect::rasdaemon::Rasdaemon;
 use rasdrill::collect::{Collected, Collector};
 use rasdrill::guest::{AccelChoice, Guest, GuestSpec};
+use rasdrill::scenario::GUEST_BANKS;
 use rasdrill::target::Target;
 use rasdrill_inject::debugfs::InjectionType;
-use rasdrill_inject::MceRecord;
+use rasdrill_inject::guard::Allow;
+use rasdrill_inject::request::GuestFacts;
+use rasdrill_inject::{MceRecord, Payload, Place, Vendor};
 use rasdrill_qemu::kernel::KernelCache;
 
 /// Where the agent puts the daemon's stderr.
@@ -33,6 +36,25 @@ fn dram_ce() -> MceRecord {
         addr: 0x1234_5000,
         ..MceRecord::default()
     }
+}
+
+/// Plans the record through QEMU's `mce` command, as every injection is planned, and delivers it.
+fn inject_through_qemu(guest: &mut Guest, record: MceRecord) {
+    let payload = Payload::Qemu {
+        records: vec![record],
+        broadcast: false,
+    };
+    let request = rasdrill_inject::Request {
+        payload: payload.clone(),
+        place: Place::Guest(GuestFacts {
+            vcpus: 2,
+            banks: GUEST_BANKS,
+            // The vendor decides only which mce-inject flags fit.
+            vendor: Vendor::Unknown,
+        }),
+    };
+    let actions = request.plan(Allow::default()).unwrap();
+    guest.inject(&payload, &actions, &mut |_| {}).unwrap();
 }
 
 fn boot(cpu_model: &str, modules: &[&str], collector: &mut Rasdaemon) -> Guest {
@@ -113,7 +135,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
     eprintln!("start took {:.2?}", t.elapsed());
     assert_eq!(first.collect(&mut guest).unwrap(), Collected::default());
     let injected = Instant::now();
-    guest.inject_qemu(&dram_ce()).unwrap();
+    inject_through_qemu(&mut guest, dram_ce());
     let collected = wait_for_records(&mut first, &mut guest, 1, injected);
     let t = Instant::now();
     first.stop(&mut guest).unwrap();
@@ -195,7 +217,7 @@ fn intel_skx_corrected_error_is_decoded_by_rasdaemon() {
     let mut guest = boot("Skylake-Server", &[], &mut collector);
     collector.start(&mut guest).unwrap();
     let injected = Instant::now();
-    guest.inject_qemu(&dram_ce()).unwrap();
+    inject_through_qemu(&mut guest, dram_ce());
     let collected = wait_for_records(&mut collector, &mut guest, 1, injected);
     collector.stop(&mut guest).unwrap();
     assert_eq!(

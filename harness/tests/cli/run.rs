@@ -372,6 +372,27 @@ fn the_guard_refuses_an_uncorrected_error_on_this_machine() {
 }
 
 #[test]
+fn a_stand_in_tree_is_guarded_like_the_machine_it_stands_for() {
+    let ws = Workspace::new();
+    fs::write(
+        ws.path("scenarios/ue.yaml"),
+        "name: ue\ndescription: d\ntarget: {local: {root: trees/amd64-edac}}\n\
+         steps:\n  - inject: {via: edac, mc: 0, fake_inject: {csrow: 1, channel: 0, ue: true}}\n",
+    )
+    .unwrap();
+    let out = ws.run(&["scenarios/ue.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("injection refused before any write: a fake uncorrected EDAC error"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pass --allow-uncorrected"), "{stderr}");
+    let out = ws.run(&["scenarios/ue.yaml", "--allow-uncorrected"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+}
+
+#[test]
 fn run_help_has_examples_and_the_options() {
     let out = Command::new(cargo_bin("rasdrill"))
         .args(["run", "--help"])

@@ -28,67 +28,60 @@ const FAKE_INJECT_KEYS: &[&str] = &[
     "branch", "channel", "slot", "csrow", "memory", "ue", "count",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    Qemu,
-    Debugfs,
-    Edac,
-}
+use rasdrill_inject::request::{Request, Via};
 
-impl Via {
-    fn name(self) -> &'static str {
-        match self {
-            Via::Qemu => "qemu",
-            Via::Debugfs => "debugfs",
-            Via::Edac => "edac",
-        }
-    }
-
-    /// The keys an inject step may have with this `via`.
-    fn keys(self) -> &'static [&'static str] {
-        match self {
-            Via::Qemu => &[
-                "via",
-                "file",
-                "cpu",
-                "bank",
-                "status",
-                "addr",
-                "misc",
-                "mcgstatus",
-                "broadcast",
-            ],
-            Via::Debugfs => &[
-                "via", "file", "cpu", "bank", "status", "addr", "misc", "synd", "ipid", "flags",
-            ],
-            Via::Edac => &[
-                "via",
-                "mc",
-                "section",
-                "word",
-                "ecc_vector",
-                "access",
-                "fake_inject",
-            ],
-        }
-    }
-
-    /// Why `key` (valid with another `via`) does not apply to this one.
-    fn why_not(self, key: &str) -> &'static str {
-        match (self, key) {
-            (Via::Qemu, "synd" | "ipid") => "QEMU models only CTL, STATUS, ADDR and MISC per bank",
-            (Via::Qemu, "flags") => "flags are mce-inject's; use via: debugfs",
-            (Via::Debugfs, "mcgstatus") => {
-                "mce-inject's debugfs directory has no mcgstatus file; the kernel sets it"
-            }
-            (Via::Debugfs, "broadcast") => "only QEMU's mce command broadcasts (-b)",
-            (Via::Edac, _) => "via: edac injects DRAM accesses, not MCE records",
-            _ => "it belongs to via: edac",
-        }
+/// The keys an inject step may have with this `via`.
+fn keys(via: Via) -> &'static [&'static str] {
+    match via {
+        Via::Qemu => &[
+            "via",
+            "file",
+            "cpu",
+            "bank",
+            "status",
+            "addr",
+            "misc",
+            "mcgstatus",
+            "broadcast",
+        ],
+        Via::Debugfs => &[
+            "via", "file", "cpu", "bank", "status", "addr", "misc", "synd", "ipid", "flags",
+        ],
+        Via::Edac => &[
+            "via",
+            "mc",
+            "section",
+            "word",
+            "ecc_vector",
+            "access",
+            "fake_inject",
+        ],
     }
 }
 
-pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Option<Inject> {
+/// Why `key` (valid with another `via`) does not apply to this one.
+fn why_not(via: Via, key: &str) -> &'static str {
+    match (via, key) {
+        (Via::Qemu, "synd" | "ipid") => "QEMU models only CTL, STATUS, ADDR and MISC per bank",
+        (Via::Qemu, "flags") => "flags are mce-inject's; use via: debugfs",
+        (Via::Debugfs, "mcgstatus") => {
+            "mce-inject's debugfs directory has no mcgstatus file; the kernel sets it"
+        }
+        (Via::Debugfs, "broadcast") => "only QEMU's mce command broadcasts (-b)",
+        (Via::Edac, _) => "via: edac injects DRAM accesses, not MCE records",
+        _ => "it belongs to via: edac",
+    }
+}
+
+/// Where an inject step's records were written, to point problems at them.
+enum Source {
+    /// Inline: problems point at the record's fields in the step.
+    Inline,
+    /// An mce-inject file: problems point at each record's line in it.
+    File { file: PathBuf, locs: Vec<Loc> },
+}
+
+pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Option<Payload> {
     let mut f = Fields::new(node, path, INJECT_KEYS, p)?;
     let via_choices = [
         ("qemu", Via::Qemu),
@@ -106,76 +99,75 @@ pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Op
         f.finish(p);
         return None;
     };
-    let mut ok = via_fits_target(via, node, path, ctx, p);
-    for key in INJECT_KEYS.iter().filter(|k| !via.keys().contains(k)) {
+    let mut ok = true;
+    for key in INJECT_KEYS.iter().filter(|k| !keys(via).contains(k)) {
         if let Some(n) = f.take(key) {
             p.add(
                 n.loc,
                 &f.child(key),
-                format!(
-                    "does not apply to via: {} ({})",
-                    via.name(),
-                    via.why_not(key)
-                ),
+                format!("does not apply to via: {} ({})", via, why_not(via, key)),
             );
             ok = false;
         }
     }
-    let inject = match via {
-        Via::Edac => edac(&mut f, p).map(Inject::Edac),
+    let (payload, source) = match via {
+        Via::Edac => (edac(&mut f, p).map(Payload::Edac), Source::Inline),
         Via::Qemu | Via::Debugfs => {
-            let records = records(&mut f, via, ctx, p);
+            let records = records(&mut f, ctx, p);
             let broadcast = match f.take("broadcast") {
                 Some(n) => boolean(n, &f.child("broadcast"), p),
                 None => Some(false),
             };
             let flags_choices = InjectionType::ALL.map(|t| (t.as_str(), t));
             let flags = match f.take("flags") {
-                Some(n) => one_of(n, &f.child("flags"), &flags_choices, p).and_then(|flags| {
-                    let vendor = ctx.machine.as_ref().map(|m| m.vendor);
-                    if flags.needs_amd() && vendor == Some(Vendor::Intel) {
-                        p.add(n.loc, &f.child("flags"), format!(
-                            "`{}` is AMD only (mce-inject writes AMD bank MSRs); this machine is Intel: use sw",
-                            flags.as_str()
-                        ));
-                        return None;
-                    }
-                    Some(flags)
-                }),
+                Some(n) => one_of(n, &f.child("flags"), &flags_choices, p),
                 None => Some(InjectionType::Sw),
             };
             match (via, records, broadcast, flags) {
-                (Via::Qemu, Some(records), Some(broadcast), _) => {
-                    Some(Inject::Qemu { records, broadcast })
+                (Via::Qemu, Some((records, source)), Some(broadcast), _) => {
+                    (Some(Payload::Qemu { records, broadcast }), source)
                 }
-                (_, Some(records), _, Some(flags)) => Some(Inject::Debugfs { records, flags }),
-                _ => None,
+                (Via::Debugfs, Some((records, source)), _, Some(flags)) => {
+                    (Some(Payload::Debugfs { records, flags }), source)
+                }
+                _ => (None, Source::Inline),
             }
         }
     };
+    // The planner judges the request against its place: which method fits, each record.
+    if let (Some(payload), Some(place)) = (&payload, &ctx.place) {
+        let request = Request {
+            payload: payload.clone(),
+            place: place.clone(),
+        };
+        let count = payload.records().len();
+        for problem in request.problems() {
+            ok = false;
+            let message = problem.error.to_string();
+            match (&source, problem.record) {
+                (Source::File { file, locs }, Some(i)) => {
+                    let where_ = format!("{} (record {} of {count})", f.child("file"), i + 1);
+                    p.add_in(file, locs[i], &where_, message);
+                }
+                _ if problem.field == "via" => p.add(node.loc, path, message),
+                _ => match f.value_loc(problem.field) {
+                    // Point at the field when it was written, else at the step.
+                    Some(loc) => p.add(loc, &f.child(problem.field), message),
+                    None => p.add(f.loc(), path, message),
+                },
+            }
+        }
+    }
     f.finish(p);
     if ok {
-        inject
+        payload
     } else {
         None
     }
 }
 
-fn via_fits_target(via: Via, node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> bool {
-    let message = match (via, ctx.target) {
-        (Via::Qemu, Some(TargetKind::Local)) => "via: qemu needs target: guest (it is QEMU's monitor command)",
-        (Via::Edac, Some(TargetKind::Guest)) => {
-            "via: edac needs EDAC memory controllers, which QEMU guests do not have: use target: local \
-             (with `root:` for a tree that stands in for the hardware)"
-        }
-        _ => return true,
-    };
-    p.add(node.loc, path, message);
-    false
-}
-
 /// The records of an inject step: written inline, or read from an mce-inject file.
-fn records(f: &mut Fields, via: Via, ctx: &Ctx, p: &mut Problems) -> Option<Vec<MceRecord>> {
+fn records(f: &mut Fields, ctx: &Ctx, p: &mut Problems) -> Option<(Vec<MceRecord>, Source)> {
     const RECORD_KEYS: &[&str] = &[
         "cpu",
         "bank",
@@ -202,16 +194,10 @@ fn records(f: &mut Fields, via: Via, ctx: &Ctx, p: &mut Problems) -> Option<Vec<
             }
             return None;
         }
-        return file_records(file_node, &f.child("file"), via, ctx, p);
+        return file_records(file_node, &f.child("file"), ctx, p);
     }
     let record = inline_record(f, p)?;
-    let problems = record_problems(&record, via, ctx);
-    for (field, message) in &problems {
-        // Point at the field when it was written, else at the step.
-        let loc = f.value_loc(field).unwrap_or(f.loc());
-        p.add(loc, &f.child(field), message.clone());
-    }
-    problems.is_empty().then_some(vec![record])
+    Some((vec![record], Source::Inline))
 }
 
 fn inline_record(f: &mut Fields, p: &mut Problems) -> Option<MceRecord> {
@@ -302,10 +288,9 @@ fn status_value(node: &Node, path: &str, p: &mut Problems) -> Option<u64> {
 fn file_records(
     node: &Node,
     path: &str,
-    via: Via,
     ctx: &Ctx,
     p: &mut Problems,
-) -> Option<Vec<MceRecord>> {
+) -> Option<(Vec<MceRecord>, Source)> {
     let written = string(node, path, p)?;
     let file = resolve(&ctx.dir, &written);
     if !file.is_file() {
@@ -320,16 +305,9 @@ fn file_records(
         return None;
     }
     match mce_file::read_records(&file) {
-        Ok(records) => {
-            let mut ok = true;
-            for (i, (loc, record)) in records.iter().enumerate() {
-                let where_ = format!("{path} (record {} of {})", i + 1, records.len());
-                for (field, message) in record_problems(record, via, ctx) {
-                    p.add_in(&file, *loc, &where_, format!("{field}: {message}"));
-                    ok = false;
-                }
-            }
-            ok.then(|| records.into_iter().map(|(_, r)| r).collect())
+        Ok(located) => {
+            let (locs, records) = located.into_iter().unzip();
+            Some((records, Source::File { file, locs }))
         }
         Err(e) if e.loc.line > 0 => {
             p.add_in(&file, e.loc, path, e.message);
@@ -340,95 +318,6 @@ fn file_records(
             None
         }
     }
-}
-
-/// What is wrong with one record on this machine and injector: (field, why) pairs.
-fn record_problems(r: &MceRecord, via: Via, ctx: &Ctx) -> Vec<(&'static str, String)> {
-    let mut problems: Vec<(&'static str, String)> = Vec::new();
-    let banks = ctx.machine.as_ref().map_or(MAX_BANKS, |_| GUEST_BANKS);
-    if r.bank >= banks {
-        let why = if ctx.machine.is_some() {
-            format!("the guest has {GUEST_BANKS} banks: 0-{}", GUEST_BANKS - 1)
-        } else {
-            format!(
-                "the kernel handles at most {MAX_BANKS} banks: 0-{}",
-                MAX_BANKS - 1
-            )
-        };
-        problems.push(("bank", format!("{} is out of range ({why})", r.bank)));
-    }
-    if let Some(m) = &ctx.machine {
-        if r.cpu >= m.vcpus {
-            problems.push((
-                "cpu",
-                format!(
-                    "{} is out of range (the guest has {} vCPUs: 0-{})",
-                    r.cpu,
-                    m.vcpus,
-                    m.vcpus - 1
-                ),
-            ));
-        }
-    }
-    if r.status & status::VAL == 0 {
-        problems.push((
-            "status",
-            format!(
-                "{:#018x} has no VAL (bit 63): the kernel ignores a bank without it and QEMU rejects it",
-                r.status
-            ),
-        ));
-    }
-    let unsupported: [(&'static str, bool); 10] = [
-        ("synd", via == Via::Qemu && r.synd != 0),
-        ("ipid", via == Via::Qemu && r.ipid != 0),
-        ("mcgstatus", via == Via::Debugfs && r.mcgstatus != 0),
-        ("mcgcap", r.mcgcap != 0),
-        ("tsc", r.tsc != 0),
-        ("time", r.time != 0),
-        ("socketid", r.socketid != 0),
-        ("apicid", r.apicid != 0),
-        ("processor", r.cpuvendor != 0 || r.cpuid != 0),
-        ("rip", r.ip != 0 || r.cs != 0),
-    ];
-    for (what, set) in unsupported {
-        if set {
-            let message = match via {
-                Via::Qemu => format!("QEMU's mce command cannot set {what}"),
-                _ => format!("mce-inject's debugfs files cannot set {what}"),
-            };
-            problems.push((what, message));
-        }
-    }
-    if r.hold {
-        problems.push((
-            "hold",
-            "HOLD is a /dev/mcelog mode; inject the records one by one instead".into(),
-        ));
-    }
-    if matches!(r.broadcast, Broadcast::Irq | Broadcast::Nmi) {
-        let hint = if via == Via::Qemu {
-            "use `broadcast: true` on the step"
-        } else {
-            "only QEMU broadcasts"
-        };
-        problems.push((
-            "broadcast",
-            format!("IRQBROADCAST/NMIBROADCAST are /dev/mcelog modes: {hint}"),
-        ));
-    }
-    if r.delivery != Delivery::Auto || r.context != Context::Random {
-        let hint = if via == Via::Debugfs {
-            "choose the delivery with `flags: sw|hw` on the step"
-        } else {
-            "QEMU raises #MC for an uncorrected error, else the poller finds it"
-        };
-        problems.push((
-            "delivery",
-            format!("POLL/EXCP/IN_IRQ/IN_PROC are /dev/mcelog modes: {hint}"),
-        ));
-    }
-    problems
 }
 
 fn edac(f: &mut Fields, p: &mut Problems) -> Option<EdacRequest> {

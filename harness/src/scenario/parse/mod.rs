@@ -15,9 +15,8 @@ mod target;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rasdrill_inject::record::{Broadcast, Context, Delivery};
 use rasdrill_inject::status::{self, NAMED_BITS};
-use rasdrill_inject::{MceRecord, Vendor};
+use rasdrill_inject::{MceRecord, Place};
 use regex::Regex;
 
 use super::mce_file;
@@ -54,7 +53,8 @@ struct Ctx {
     dir: PathBuf,
     /// `None` when the target itself was invalid: checks that depend on it are skipped.
     target: Option<TargetKind>,
-    machine: Option<Machine>,
+    /// Where injections go, for the planner; `None` when the target or machine was invalid.
+    place: Option<Place>,
     collectors: Vec<String>,
     fake_panic: bool,
 }
@@ -137,7 +137,13 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
     let ctx = Ctx {
         dir,
         target: target_kind,
-        machine: machine.clone(),
+        place: match target_kind {
+            Some(TargetKind::Guest) => machine.as_ref().map(|m| Place::Guest(m.facts())),
+            Some(TargetKind::Local) => Some(Place::Machine {
+                root: root_dir.clone().unwrap_or_else(|| PathBuf::from("/")),
+            }),
+            None => None,
+        },
         collectors: match top_collectors {
             Some(n) => collector_names(n),
             None => Vec::new(),

@@ -1,6 +1,7 @@
 //! `target` and `machine`: where the scenario runs, and the guest's CPU, size and kernel.
 
 use super::*;
+use crate::profile;
 
 const MACHINE_KEYS: &[&str] = &["profile", "cpu_model", "vcpus", "memory_mib", "kernel"];
 const KERNEL_KEYS: &[&str] = &["path", "modules"];
@@ -90,7 +91,7 @@ pub(super) fn machine(node: &Node, dir: &Path, p: &mut Problems) -> Option<Machi
     let cpu_model = cpu_model?;
     Some(Machine {
         profile,
-        vendor: vendor_of(&cpu_model),
+        vendor: profile::vendor_of(&cpu_model),
         cpu_model,
         vcpus: vcpus?,
         memory_mib: memory_mib?,
@@ -112,50 +113,6 @@ fn cpu_model(node: &Node, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(s)
-}
-
-/// The vendor of a QEMU CPU model, as far as its name tells. QEMU's generic `qemu64`/`kvm64`
-/// models present AuthenticAMD.
-fn vendor_of(cpu_model: &str) -> Vendor {
-    let m = cpu_model.to_ascii_lowercase();
-    if m.contains("vendor=genuineintel") {
-        return Vendor::Intel;
-    }
-    if m.contains("vendor=authenticamd") {
-        return Vendor::Amd;
-    }
-    let name = m.split(',').next().unwrap_or("");
-    const AMD: &[&str] = &[
-        "epyc", "opteron", "phenom", "athlon", "qemu64", "kvm64", "dhyana",
-    ];
-    const INTEL: &[&str] = &[
-        "skylake",
-        "cascadelake",
-        "cooperlake",
-        "icelake",
-        "sapphirerapids",
-        "broadwell",
-        "haswell",
-        "ivybridge",
-        "sandybridge",
-        "westmere",
-        "nehalem",
-        "penryn",
-        "conroe",
-        "core2duo",
-        "coreduo",
-        "snowridge",
-        "denverton",
-        "qemu32",
-        "kvm32",
-    ];
-    if AMD.iter().any(|a| name.starts_with(a)) {
-        Vendor::Amd
-    } else if INTEL.iter().any(|i| name.starts_with(i)) {
-        Vendor::Intel
-    } else {
-        Vendor::Unknown
-    }
 }
 
 fn kernel(node: &Node, dir: &Path, p: &mut Problems) -> Option<KernelOverride> {
