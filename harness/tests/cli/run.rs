@@ -281,7 +281,8 @@ fn bad_yaml_fails_before_anything_runs_with_every_problem_located() {
     assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("scenarios/broken.yaml:5:31: steps[0].inject.bank: 40"),
+        stderr
+            .contains("scenarios/broken.yaml:5:31: steps[0].inject.bank: bank 40 is out of range"),
         "{stderr}"
     );
     assert!(
