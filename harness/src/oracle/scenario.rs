@@ -7,7 +7,7 @@ use rasdrill_inject::Vendor;
 
 use super::{account, claims, compare_known, Decoder, Delivery, Expectation, Injected, Verdict};
 use crate::collect::Collected;
-use crate::scenario::{CollectorKind, Inject, Scenario, StepKind, Target};
+use crate::scenario::{CollectorKind, Payload, Scenario, StepKind, Target};
 
 /// The verdict on a scenario's compared outputs; `None` when it injected no machine-check
 /// record and documents no finding (nothing to judge).
@@ -49,7 +49,7 @@ pub fn injected(s: &Scenario) -> Vec<Injected> {
             continue;
         };
         let delivery = match inject {
-            Inject::Debugfs {
+            Payload::Debugfs {
                 flags: InjectionType::Sw,
                 ..
             } => Delivery::Software,
