@@ -402,7 +402,8 @@ fn local(args: &InjectArgs, request: &Request) -> Result<(), Failure> {
     }
     request.execute(allow).map_err(|e| match e {
         ExecuteError::Refused(_) => Failure::bad_input(e),
-        ExecuteError::Lock(_) | ExecuteError::Perform(_) => Failure::infrastructure(e),
+        ExecuteError::Lock(e) => e.into(),
+        ExecuteError::Perform(e) => e.into(),
     })?;
     match &request.payload {
         Payload::Debugfs { records, flags } => {
