@@ -275,8 +275,9 @@ fn a_missing_kernel_says_how_to_get_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no kernel in"), "{stderr}");
-    assert!(stderr.contains("run `rasdrill kernel fetch`"), "{stderr}");
+    // The pinned default release, where it was looked for, and how to get it.
+    assert!(stderr.contains("is not in"), "{stderr}");
+    assert!(stderr.contains("run `rasdrill kernel fetch --release "), "{stderr}");
     assert!(stderr.contains("--kernel PATH --modules DIR"), "{stderr}");
 }
 
