@@ -277,7 +277,10 @@ fn a_missing_kernel_says_how_to_get_one() {
     let stderr = text(&out.stderr);
     // The pinned default release, where it was looked for, and how to get it.
     assert!(stderr.contains("is not in"), "{stderr}");
-    assert!(stderr.contains("run `rasdrill kernel fetch --release "), "{stderr}");
+    assert!(
+        stderr.contains("run `rasdrill kernel fetch --release "),
+        "{stderr}"
+    );
     assert!(stderr.contains("--kernel PATH --modules DIR"), "{stderr}");
 }
 
