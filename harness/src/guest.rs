@@ -263,10 +263,7 @@ impl Guest {
         accel: Accel,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Guest, GuestError> {
-        let run_dir = crate::stale::temp_dir("guest").map_err(|source| GuestError::RunDir {
-            dir: std::env::temp_dir(),
-            source,
-        })?;
+        let run_dir = run_dir()?;
         let initrd = run_dir.path().join("initramfs.cpio");
         build_initramfs(spec, &initrd)?;
 
@@ -355,10 +352,7 @@ impl Guest {
         snapshot: &GuestSnapshot,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Guest, GuestError> {
-        let run_dir = crate::stale::temp_dir("guest").map_err(|source| GuestError::RunDir {
-            dir: std::env::temp_dir(),
-            source,
-        })?;
+        let run_dir = run_dir()?;
         let started = Instant::now();
         let accel = snapshot.saved.config.accel;
         let deadline = started + ready_timeout(accel);
@@ -730,6 +724,14 @@ fn tail(text: &str, lines: usize) -> String {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
+}
+
+/// A guest's own temporary directory (initramfs, sockets, console log), removed with it.
+fn run_dir() -> Result<tempfile::TempDir, GuestError> {
+    crate::stale::temp_dir("guest").map_err(|source| GuestError::RunDir {
+        dir: std::env::temp_dir(),
+        source,
+    })
 }
 
 #[cfg(test)]

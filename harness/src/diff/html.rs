@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use similar::{DiffTag, TextDiff};
 
 use super::{CollectorPair, Comparison, ScenarioDiff, Status};
+use crate::report::escape as esc;
 
 const STYLE: &str = "\
 body{font-family:sans-serif;margin:1.5em;color:#222}
@@ -179,19 +180,4 @@ fn anchor(name: &str) -> String {
         })
         .collect();
     format!("s-{safe}")
-}
-
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -93,7 +93,7 @@ fn failure_text(r: &ScenarioResult) -> (String, String) {
 
 /// Text as XML character data or an attribute value. Characters XML 1.0 cannot hold at all
 /// (most control characters) are written as `\u{..}` so the file stays well-formed.
-pub(super) fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

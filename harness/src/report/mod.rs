@@ -6,6 +6,9 @@
 
 mod json;
 mod junit;
+
+/// Text as XML or HTML character data or an attribute value (the JUnit and HTML reports).
+pub(crate) use junit::escape;
 mod progress;
 mod summary;
 
