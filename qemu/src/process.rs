@@ -373,6 +373,7 @@ pub fn install_cleanup_handlers() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn sh(script: &str) -> QemuProcess {
         QemuProcess::spawn(Path::new("sh"), &["-c".into(), script.into()]).unwrap()
@@ -502,6 +503,10 @@ mod tests {
             .expect("the shell prints the pid of its child");
             println!("child-pid {grandchild}");
             if mode == "panic" {
+                // Panic only once the parent has seen the child alive, or the hook may kill it
+                // before the parent looks.
+                let mut go = String::new();
+                std::io::stdin().read_line(&mut go).unwrap();
                 std::mem::forget(process); // only the hook can kill the group now
                 panic!("deliberate");
             }
@@ -516,6 +521,7 @@ mod tests {
                     "--nocapture",
                 ])
                 .env("RASDRILL_CLEANUP_CHILD", mode)
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -533,9 +539,14 @@ mod tests {
             }
             let line = text.lines().find(|l| l.starts_with("child-pid")).unwrap();
             let child: u32 = line[10..].trim().parse().unwrap();
-            assert!(alive(child));
+            assert!(
+                alive(child),
+                "{mode}: child {child} died before the test began"
+            );
             if mode == "sigterm" {
                 unsafe { libc::kill(helper.id() as i32, libc::SIGTERM) };
+            } else {
+                helper.stdin.take().unwrap().write_all(b"go\n").unwrap();
             }
             let status = helper.wait().unwrap();
             // A test binary reports a panicking test as exit code 101.
