@@ -1,20 +1,21 @@
-//! The rasdrill engine: everything the `rasdrill` binary does, as a library.
+//! The rasdrill engine behind the `rasdrill` binary. Public are the entry point ([`cli::run`]) and
+//! what the integration tests and the fuzz targets drive directly; the rest is the crate's own.
 pub mod agent;
 pub mod cli;
-pub mod cmd;
+mod cmd;
 pub mod collect;
-pub mod diff;
-pub mod exit;
+mod diff;
+mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod golden;
 pub mod guest;
-pub mod local;
-pub mod normalize;
-pub mod oracle;
-pub mod profile;
-pub mod report;
-pub mod run;
+mod local;
+mod normalize;
+mod oracle;
+mod profile;
+mod report;
+mod run;
 pub mod scenario;
-pub mod stale;
+mod stale;
 pub mod target;

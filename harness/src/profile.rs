@@ -6,8 +6,7 @@ use std::str::FromStr;
 
 use rasdrill_inject::request::GuestFacts;
 use rasdrill_inject::Vendor;
-
-use crate::scenario::GUEST_BANKS;
+use rasdrill_qemu::cmdline::GUEST_BANKS;
 
 /// A named guest machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

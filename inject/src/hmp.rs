@@ -83,14 +83,6 @@ impl Injector for Hmp {
     }
 }
 
-/// The QMP command that runs one HMP line.
-pub fn qmp_command(line: &str) -> serde_json::Value {
-    serde_json::json!({
-        "execute": "human-monitor-command",
-        "arguments": { "command-line": line },
-    })
-}
-
 /// What QEMU said instead of the empty reply that means success.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HmpError {
@@ -206,14 +198,6 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn qmp_envelope() {
-        assert_eq!(
-            qmp_command("mce 0 4 0x1 0x0 0x0 0x0").to_string(),
-            r#"{"arguments":{"command-line":"mce 0 4 0x1 0x0 0x0 0x0"},"execute":"human-monitor-command"}"#
-        );
     }
 
     #[test]

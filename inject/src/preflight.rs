@@ -1,9 +1,9 @@
 //! Everything checked before the first write, against the kernel files under a root directory
 //! (`/` on a real machine or in a guest, a temporary tree in tests).
 //!
-//! Entry points: [`debugfs_plan`], [`amd_ecc_plan`] and [`edac_fake_plan`] describe a request and
-//! check it completely, returning the actions to [`crate::injector::perform`]. The `check_*`
-//! functions are the same checks for a caller that prints the plan first (the dry run).
+//! The `check_*` functions check a plan already described (so a dry run can print it first);
+//! [`crate::request::Request::plan`] calls them. [`debugfs_plan`] and the other `*_plan` functions
+//! describe and check in one call, returning the actions to [`crate::injector::perform`].
 
 use std::fmt;
 use std::fs;
@@ -405,7 +405,7 @@ pub fn describe_all<I: Injector>(
     Ok(actions)
 }
 
-/// The checks of [`amd_ecc_plan`], for a plan already described.
+/// Checks an amd64_edac DRAM ECC injection whose plan is already described.
 pub fn check_amd_ecc(
     root: &Path,
     req: &EccInjection,
@@ -434,14 +434,7 @@ pub fn check_amd_ecc(
     check_writable(actions)
 }
 
-/// Describes an amd64_edac DRAM ECC injection and checks everything.
-pub fn amd_ecc_plan(root: &Path, req: &EccInjection) -> Result<Vec<Action>, InjectError> {
-    let actions = AmdEcc::new(root).describe(req)?;
-    check_amd_ecc(root, req, &actions)?;
-    Ok(actions)
-}
-
-/// The checks of [`edac_fake_plan`], for a plan already described.
+/// Checks an EDAC core fake injection whose plan is already described.
 pub fn check_edac_fake(
     root: &Path,
     req: &FakeInjection,
@@ -494,13 +487,6 @@ pub fn check_edac_fake(
         });
     }
     check_writable(actions)
-}
-
-/// Describes an EDAC core fake injection and checks everything.
-pub fn edac_fake_plan(root: &Path, req: &FakeInjection) -> Result<Vec<Action>, InjectError> {
-    let actions = EdacFake::new(root).describe(req)?;
-    check_edac_fake(root, req, &actions)?;
-    Ok(actions)
 }
 
 /// The checks of [`einj_plan`], for a plan already described: the EINJ files exist, the type

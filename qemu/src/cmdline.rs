@@ -38,6 +38,10 @@ pub const BASE_KERNEL_ARGS: &[&str] = &[
     "noapictimer",
 ];
 
+/// MCA banks of every QEMU x86 CPU model: QEMU sets MCG_CAP[7:0] to 10 whatever `-cpu` is
+/// (docs/kernel-interfaces.md, "Guest CPU models and decoders"), so a guest's banks are 0-9.
+pub const GUEST_BANKS: u32 = 10;
+
 /// How QEMU runs guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {

@@ -27,9 +27,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rasdrill_qemu::kernel::KernelCache;
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
 use crate::agent::protocol::{RunSpec, SpawnSpec, Spawned};
 use crate::collect::rasdaemon_build::{Program, RasdaemonBuild};
@@ -143,40 +144,47 @@ impl Rasdaemon {
                 cwd: None,
             })
             .map_err(Self::target_error)?;
-        let started = Instant::now();
-        loop {
-            // 0.6.8 logs on stderr; 0.8.3 prints some of these lines on stdout.
-            let log = [&spawned.stderr, &spawned.stdout]
-                .into_iter()
-                .map(|f| target.read_file(f))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(Self::target_error)?
-                .concat();
-            if log.contains(LISTENING) && log.contains(RECORDING) {
-                return Ok(spawned);
-            }
-            let gone = !process_alive(target, spawned.pid)?;
-            if gone || started.elapsed() >= READY_TIMEOUT {
-                let exit = target
-                    .kill(NAME, libc::SIGKILL, Duration::ZERO)
-                    .map_err(Self::target_error)?;
-                let how = if gone {
-                    format!("exited ({exit:?})")
-                } else {
-                    format!("was not ready after {:.1?}", started.elapsed())
-                };
-                return Err(CollectError::failed(
-                    NAME,
-                    format!(
-                        "rasdaemon {} {how}: it never logged `{LISTENING}` and `{RECORDING}`; its \
-                         stderr and stdout:\n{}",
-                        self.build,
-                        log.trim_end()
-                    ),
-                ));
-            }
-            std::thread::sleep(READY_POLL);
-        }
+        let deadline = Deadline::after(READY_TIMEOUT);
+        let mut log = String::new();
+        // Ends once rasdaemon is ready (true), has exited (false), or its files cannot be read.
+        let ended = wait_until(&deadline, READY_POLL, || {
+            let mut poll = || -> Result<Option<bool>, CollectError> {
+                // 0.6.8 logs on stderr; 0.8.3 prints some of these lines on stdout.
+                log = [&spawned.stderr, &spawned.stdout]
+                    .into_iter()
+                    .map(|f| target.read_file(f))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Self::target_error)?
+                    .concat();
+                if log.contains(LISTENING) && log.contains(RECORDING) {
+                    return Ok(Some(true));
+                }
+                Ok((!process_alive(target, spawned.pid)?).then_some(false))
+            };
+            poll().transpose()
+        });
+        let gone = match ended.transpose()? {
+            Some(true) => return Ok(spawned),
+            Some(false) => true,
+            None => false,
+        };
+        let exit = target
+            .kill(NAME, libc::SIGKILL, Duration::ZERO)
+            .map_err(Self::target_error)?;
+        let how = if gone {
+            format!("exited ({exit:?})")
+        } else {
+            format!("was not ready after {:.1?}", deadline.elapsed())
+        };
+        Err(CollectError::failed(
+            NAME,
+            format!(
+                "rasdaemon {} {how}: it never logged `{LISTENING}` and `{RECORDING}`; its \
+                 stderr and stdout:\n{}",
+                self.build,
+                log.trim_end()
+            ),
+        ))
     }
 
     fn collect_now(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError> {
@@ -194,15 +202,19 @@ impl Rasdaemon {
             .map_err(|e| CollectError::failed(NAME, format!("reading {DATABASE}: {e}")))?;
         // rasdaemon stores an event, then prints and flushes its line: read the output after
         // the rows, and give a line that is still on its way a moment to arrive.
-        let started = Instant::now();
-        let mut lines = loop {
-            let stdout = target.read_file(&stdout_file).map_err(Self::target_error)?;
-            let lines = decoded_lines(&stdout);
-            if lines.len() >= rows.len() || started.elapsed() >= OUTPUT_CATCH_UP {
-                break lines;
-            }
-            std::thread::sleep(READY_POLL);
-        };
+        let mut lines = Vec::new();
+        let caught_up = wait_until(
+            &Deadline::after(OUTPUT_CATCH_UP),
+            READY_POLL,
+            || match target.read_file(&stdout_file) {
+                Ok(stdout) => {
+                    lines = decoded_lines(&stdout);
+                    (lines.len() >= rows.len()).then_some(Ok(()))
+                }
+                Err(e) => Some(Err(e)),
+            },
+        );
+        caught_up.transpose().map_err(Self::target_error)?;
         for row in &rows {
             lines.extend(row.lines());
         }

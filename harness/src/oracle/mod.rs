@@ -22,7 +22,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use account::{account, Expectation};
-pub use check::{check, Delivery, Injected};
+pub use check::{Delivery, Injected};
 pub use known::{compare_known, KnownFinding, Verdict};
 pub use scenario::judge;
 

@@ -83,6 +83,7 @@ impl<W: Write> Progress<W> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -38,10 +38,6 @@ pub use yaml::Loc;
 /// Where `rasdrill run` looks when given no path.
 pub const DEFAULT_DIR: &str = "scenarios";
 
-/// Every QEMU x86 CPU model has 10 MCA banks (MCG_CAP[7:0] = 10; docs/kernel-interfaces.md,
-/// "Guest CPU models and decoders").
-pub const GUEST_BANKS: u32 = 10;
-
 /// A validated scenario: everything the runner needs, nothing left to check.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -192,7 +188,7 @@ impl Machine {
     pub fn facts(&self) -> GuestFacts {
         GuestFacts {
             vcpus: self.vcpus,
-            banks: GUEST_BANKS,
+            banks: rasdrill_qemu::cmdline::GUEST_BANKS,
             vendor: self.vendor,
         }
     }

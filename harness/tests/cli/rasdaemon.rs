@@ -12,12 +12,12 @@ use rasdrill::agent::protocol::{Reply, Request};
 use rasdrill::collect::rasdaemon::Rasdaemon;
 use rasdrill::collect::{Collected, Collector};
 use rasdrill::guest::{AccelChoice, Guest, GuestSpec};
-use rasdrill::scenario::GUEST_BANKS;
 use rasdrill::target::Target;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::guard::Allow;
 use rasdrill_inject::request::GuestFacts;
 use rasdrill_inject::{MceRecord, Payload, Place, Vendor};
+use rasdrill_qemu::cmdline::GUEST_BANKS;
 use rasdrill_qemu::kernel::KernelCache;
 
 /// Where the agent puts the daemon's stderr.
