@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use rasdrill_inject::injector::{InjectError, PerformError};
 use rasdrill_inject::lock::LockError;
 use rasdrill_inject::mcelang::ParseError;
+use rasdrill_qemu::vm::Diagnosed;
+
+use crate::guest::GuestError;
+use crate::target::TargetError;
 
 /// What a run's exit status means. Documented to users by [`HELP`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,19 @@ impl std::error::Error for Failure {}
 impl From<InjectError> for Failure {
     fn from(e: InjectError) -> Self {
         Self::bad_input(e)
+    }
+}
+
+/// A guest's failure with its diagnostics: the terminal is the only place they are shown.
+impl From<GuestError> for Failure {
+    fn from(e: GuestError) -> Self {
+        Self::infrastructure(e.explained())
+    }
+}
+
+impl From<TargetError> for Failure {
+    fn from(e: TargetError) -> Self {
+        Self::infrastructure(e.explained())
     }
 }
 

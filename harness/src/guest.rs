@@ -20,7 +20,7 @@ use rasdrill_qemu::kernel::Kernel;
 use rasdrill_qemu::modules::{ModuleError, ModuleIndex};
 use rasdrill_qemu::qmp::QmpError;
 use rasdrill_qemu::snapshot::{SavedState, SnapshotError};
-use rasdrill_qemu::vm::{Vm, VmError};
+use rasdrill_qemu::vm::{last_lines, Diagnosed, Diagnostics, Vm, VmError, CONSOLE_TAIL_LINES};
 
 use crate::agent::client::{AgentClient, ClientError};
 use crate::agent::config::{AgentConfig, SetupStep, CONFIG_PATH};
@@ -38,9 +38,6 @@ pub const TCG_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const KVM_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The default deadline of one agent request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How many console lines an error quotes.
-const CONSOLE_TAIL_LINES: usize = 25;
 
 /// How the guest's CPU is run, as the user asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,7 +115,8 @@ impl GuestSpec {
     }
 }
 
-/// The guest could not be booted or stopped working.
+/// The guest could not be booted or stopped working. A running guest's failure carries what
+/// QEMU and the console showed as [`Diagnostics`] (see [`Diagnosed`]), not in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error("cannot prepare the guest's files in {dir}: {source}")]
@@ -150,34 +148,43 @@ pub enum GuestError {
         failure: ModuleFailure,
     },
     /// The guest kernel panicked (or QEMU exited) while we waited for something.
-    #[error("the guest kernel panicked {when}, {elapsed:.1?} after QEMU started: {message}\n--- last console lines ---\n{console}")]
+    #[error("the guest kernel panicked {when}, {:.1?} after QEMU started: {message}", diagnostics.elapsed)]
     Panicked {
         when: String,
         message: String,
-        elapsed: Duration,
-        console: String,
+        diagnostics: Box<Diagnostics>,
     },
-    #[error("QEMU exited {when} ({status}), {elapsed:.1?} after it started; its stderr: {stderr}\n--- last console lines ---\n{console}")]
+    #[error("QEMU exited {when} ({status}), {:.1?} after it started", diagnostics.elapsed)]
     Exited {
         when: String,
         status: String,
-        elapsed: Duration,
-        stderr: String,
-        console: String,
+        diagnostics: Box<Diagnostics>,
     },
     /// The agent did not answer in time and QEMU is still running: a hung guest.
-    #[error("the guest did not answer {when}: {source}\n--- last console lines ---\n{console}\n--- QEMU stderr ---\n{stderr}")]
+    #[error("the guest did not answer {when}: {source}")]
     Unresponsive {
         when: String,
         source: Box<ClientError>,
-        console: String,
-        stderr: String,
+        diagnostics: Box<Diagnostics>,
     },
     #[error("QEMU refused `{line}`: {message}")]
     Monitor { line: String, message: String },
     /// The agent answered, with an error (a refused injection, a missing file...).
     #[error("the guest's agent refused {what}: {message}")]
     Refused { what: String, message: String },
+}
+
+impl Diagnosed for GuestError {
+    fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            GuestError::Panicked { diagnostics, .. }
+            | GuestError::Exited { diagnostics, .. }
+            | GuestError::Unresponsive { diagnostics, .. } => Some(diagnostics),
+            GuestError::Vm(e) => e.diagnostics(),
+            GuestError::Snapshot(e) => e.diagnostics(),
+            _ => None,
+        }
+    }
 }
 
 /// A running guest. Dropping it kills QEMU's process group and reaps it.
@@ -510,6 +517,7 @@ impl Guest {
             message: panic_message(&console)
                 .unwrap_or_else(|| "QEMU exited without a panic message".into()),
             console,
+            elapsed: self.vm.process().elapsed(),
         }))
     }
 
@@ -536,6 +544,15 @@ pub struct Panic {
     /// The `Kernel panic - not syncing: ...` text.
     pub message: String,
     pub console: String,
+    /// From QEMU's start to its exit.
+    pub elapsed: Duration,
+}
+
+impl Panic {
+    /// The end of the console, as much as an error quotes.
+    pub fn console_tail(&self) -> String {
+        last_lines(&self.console, CONSOLE_TAIL_LINES)
+    }
 }
 
 /// Environment variable overriding the boot deadline, in seconds (a slow machine, a test).
@@ -662,41 +679,26 @@ fn diagnose(vm: &mut Vm, when: &str, source: ClientError) -> GuestError {
     if let Ok(status) = vm.wait_exit(Duration::from_millis(500)) {
         return died(vm, when, status.to_string());
     }
-    let console = read_console(vm);
     GuestError::Unresponsive {
         when: when.to_string(),
         source: Box::new(source),
-        console: tail(&console, CONSOLE_TAIL_LINES),
-        stderr: stderr_or_nothing(vm),
+        diagnostics: vm.diagnostics(),
     }
 }
 
 fn died(vm: &mut Vm, when: &str, status: String) -> GuestError {
-    let console = read_console(vm);
-    let elapsed = vm.process().elapsed();
-    match panic_message(&console) {
+    let diagnostics = vm.diagnostics();
+    match panic_message(&read_console(vm)) {
         Some(message) => GuestError::Panicked {
             when: when.to_string(),
             message,
-            elapsed,
-            console: tail(&console, CONSOLE_TAIL_LINES),
+            diagnostics,
         },
         None => GuestError::Exited {
             when: when.to_string(),
             status,
-            elapsed,
-            stderr: stderr_or_nothing(vm),
-            console: tail(&console, CONSOLE_TAIL_LINES),
+            diagnostics,
         },
-    }
-}
-
-fn stderr_or_nothing(vm: &mut Vm) -> String {
-    let stderr = vm.process().stderr_tail();
-    if stderr.trim().is_empty() {
-        "(nothing)".into()
-    } else {
-        stderr
     }
 }
 
@@ -712,14 +714,6 @@ pub fn panic_message(console: &str) -> Option<String> {
         l.find("Kernel panic - not syncing:")
             .map(|i| l[i..].trim().to_string())
     })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    if all.is_empty() {
-        return "(nothing)".into();
-    }
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn first_line(text: &str) -> &str {
@@ -748,12 +742,6 @@ mod tests {
             Some("Kernel panic - not syncing: Fatal local machine check")
         );
         assert_eq!(panic_message("[ 1.0] all fine\n"), None);
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail("a\nb\nc\nd", 2), "c\nd");
-        assert_eq!(tail("a", 5), "a");
     }
 
     #[test]

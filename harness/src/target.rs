@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rasdrill_qemu::vm::{Diagnosed, Diagnostics};
+
 use crate::agent::protocol::{
     ExitInfo, KmsgRecord, Reply, Request, RunOutput, RunSpec, SpawnSpec, Spawned, TraceBatch,
 };
@@ -18,6 +20,15 @@ pub enum TargetError {
     Refused { what: String, message: String },
     #[error("{what}: unexpected reply {got}")]
     Unexpected { what: String, got: String },
+}
+
+impl Diagnosed for TargetError {
+    fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            TargetError::Guest(g) => g.diagnostics(),
+            TargetError::Refused { .. } | TargetError::Unexpected { .. } => None,
+        }
+    }
 }
 
 /// What collectors and steps use. `request` is the one transport-specific method.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rasdrill_qemu::cmdline::VmConfig;
 use rasdrill_qemu::initramfs::Initramfs;
 use rasdrill_qemu::kernel::KernelCache;
-use rasdrill_qemu::vm::Vm;
+use rasdrill_qemu::vm::{Diagnosed, Vm};
 use rasdrill_qemu::wait::{wait_until, Deadline};
 
 const MARKER: &str = "RASDRILL-BOOT-MARKER";
@@ -57,7 +57,8 @@ fn main() {
             config.kernel_args.push("cryptomgr.notests=0".into());
         }
         let start = Instant::now();
-        let mut vm = Vm::launch(config, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+        let mut vm = Vm::launch(config, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{}", e.explained()));
         let log = vm.paths().console_log;
         let seen = wait_until(
             &Deadline::after(Duration::from_secs(60)),
@@ -71,7 +72,7 @@ fn main() {
         );
         let elapsed = seen.unwrap_or_else(|| panic!("no marker{}", vm.diagnostics()));
         vm.wait_exit(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{}", e.explained()));
         println!("run {run}: {:.3} s", elapsed.as_secs_f64());
         times.push(elapsed);
     }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::cmdline::{shell_quote, ConfigError, VmConfig};
 use crate::qmp::QmpError;
-use crate::vm::{Diagnostics, Vm, VmError};
+use crate::vm::{Diagnosed, Diagnostics, Vm, VmError};
 use crate::wait::{seconds, wait_until, Deadline};
 
 /// How often a migration's progress is asked for.
@@ -48,19 +48,19 @@ pub enum SnapshotError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("QEMU could not {action} the guest's state ({status}){diagnostics}")]
+    #[error("QEMU could not {action} the guest's state ({status})")]
     Migration {
         action: &'static str,
         status: String,
         diagnostics: Box<Diagnostics>,
     },
-    #[error("QEMU did not {action} the guest's state within {}{diagnostics}", seconds(*.elapsed))]
+    #[error("QEMU did not {action} the guest's state within {}", seconds(*.elapsed))]
     Timeout {
         action: &'static str,
         elapsed: Duration,
         diagnostics: Box<Diagnostics>,
     },
-    #[error("{source}{diagnostics}")]
+    #[error("{source}")]
     Qmp {
         source: QmpError,
         diagnostics: Box<Diagnostics>,
@@ -69,6 +69,18 @@ pub enum SnapshotError {
     Vm(#[from] VmError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+impl Diagnosed for SnapshotError {
+    fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            SnapshotError::Migration { diagnostics, .. }
+            | SnapshotError::Timeout { diagnostics, .. }
+            | SnapshotError::Qmp { diagnostics, .. } => Some(diagnostics),
+            SnapshotError::Vm(e) => e.diagnostics(),
+            SnapshotError::File { .. } | SnapshotError::Config(_) => None,
+        }
+    }
 }
 
 impl Vm {

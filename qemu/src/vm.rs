@@ -1,5 +1,6 @@
 //! A running guest: the QEMU process, its QMP connection and its run directory, with the
-//! diagnostics (console tail, QEMU's stderr, elapsed time) that every failure carries.
+//! diagnostics (console tail, QEMU's stderr, elapsed time) that every failure carries as data
+//! beside its one-sentence message (see [`Diagnosed`]).
 
 use std::fmt;
 use std::fs;
@@ -17,7 +18,8 @@ use crate::wait::{connect_until, seconds, wait_until, Deadline};
 /// How many console lines a [`Diagnostics`] keeps.
 pub const CONSOLE_TAIL_LINES: usize = 30;
 
-/// What a person needs to see when a guest misbehaves.
+/// What a person needs to see when a guest misbehaves. This crate keeps the console tail;
+/// callers reuse it rather than cutting their own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics {
     /// Time since QEMU was started.
@@ -46,6 +48,21 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// An error that may carry [`Diagnostics`]. Its `Display` is the sentence saying what went
+/// wrong; the diagnostics are data beside it, for the reader to place (a report's details,
+/// the lines after an error on a terminal).
+pub trait Diagnosed: fmt::Display {
+    fn diagnostics(&self) -> Option<&Diagnostics>;
+
+    /// The sentence followed by the diagnostics: everything, for a reader that gets only text.
+    fn explained(&self) -> String {
+        match self.diagnostics() {
+            Some(d) => format!("{self}{d}"),
+            None => self.to_string(),
+        }
+    }
+}
+
 /// Why a guest could not be started or driven.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -56,28 +73,40 @@ pub enum VmError {
     /// QEMU could not be started at all (e.g. not installed).
     #[error(transparent)]
     Spawn(ProcessError),
-    #[error("{source}{diagnostics}")]
+    #[error("{source}")]
     Process {
         source: ProcessError,
         diagnostics: Box<Diagnostics>,
     },
-    #[error("{source}{diagnostics}")]
+    #[error("{source}")]
     Qmp {
         source: QmpError,
         diagnostics: Box<Diagnostics>,
     },
-    #[error("cannot connect to the agent socket {path} within {}: {source}{diagnostics}", seconds(*.elapsed))]
+    #[error("cannot connect to the agent socket {path} within {}: {source}", seconds(*.elapsed))]
     Agent {
         path: PathBuf,
         elapsed: Duration,
         source: io::Error,
         diagnostics: Box<Diagnostics>,
     },
-    #[error("QEMU did not exit within {}{diagnostics}", seconds(*.elapsed))]
+    #[error("QEMU did not exit within {}", seconds(*.elapsed))]
     StillRunning {
         elapsed: Duration,
         diagnostics: Box<Diagnostics>,
     },
+}
+
+impl Diagnosed for VmError {
+    fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            VmError::Process { diagnostics, .. }
+            | VmError::Qmp { diagnostics, .. }
+            | VmError::Agent { diagnostics, .. }
+            | VmError::StillRunning { diagnostics, .. } => Some(diagnostics),
+            VmError::Config(_) | VmError::RunDir { .. } | VmError::Spawn(_) => None,
+        }
+    }
 }
 
 /// A QEMU guest whose QMP monitor is ready. Dropping it kills QEMU's process group.
@@ -263,7 +292,11 @@ fn console_tail(path: &Path, lines: usize) -> String {
     let Ok(bytes) = fs::read(path) else {
         return String::new();
     };
-    let text = String::from_utf8_lossy(&bytes);
+    last_lines(&String::from_utf8_lossy(&bytes), lines)
+}
+
+/// The last `lines` lines of `text`: how much of a console an error quotes.
+pub fn last_lines(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

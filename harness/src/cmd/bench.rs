@@ -121,7 +121,7 @@ fn spec(args: &GuestArgs, naive: bool) -> Result<GuestSpec, Failure> {
 }
 
 fn boot_guest(spec: &GuestSpec) -> Result<Guest, Failure> {
-    Guest::boot(spec, &mut |_| {}).map_err(Failure::infrastructure)
+    Guest::boot(spec, &mut |_| {}).map_err(Failure::from)
 }
 
 /// Cold start to agent ready: initramfs, QEMU, kernel, agent setup.
@@ -151,14 +151,14 @@ fn restore(args: &GuestArgs) -> Result<(), Failure> {
     let spec = spec(args, false)?;
     let mut saved_guest = boot_guest(&spec)?;
     let started = Instant::now();
-    let snapshot = saved_guest.save().map_err(Failure::infrastructure)?;
+    let snapshot = saved_guest.save().map_err(Failure::from)?;
     eprintln!(
         "rasdrill: saved the ready guest in {:.3} s",
         started.elapsed().as_secs_f64()
     );
     saved_guest.shutdown();
     let ours = repeat(args.runs, "restore", |_| {
-        let guest = Guest::restore(&snapshot, &mut |_| {}).map_err(Failure::infrastructure)?;
+        let guest = Guest::restore(&snapshot, &mut |_| {}).map_err(Failure::from)?;
         let t = guest.boot_time();
         guest.shutdown();
         Ok(t)
@@ -195,14 +195,12 @@ fn ce_latency(args: &GuestArgs) -> Result<(), Failure> {
     let measure = |naive: bool| {
         let mut guest = boot_guest(&spec(args, naive)?)?;
         let result = repeat(args.runs, side_name(naive), |_| {
-            let mut after = guest.kmsg_last().map_err(Failure::infrastructure)?;
+            let mut after = guest.kmsg_last().map_err(Failure::from)?;
             let started = Instant::now();
-            guest
-                .inject_qemu(&record)
-                .map_err(Failure::infrastructure)?;
+            guest.inject_qemu(&record).map_err(Failure::from)?;
             let deadline = started + Duration::from_secs(10);
             loop {
-                let records = guest.kmsg(after).map_err(Failure::infrastructure)?;
+                let records = guest.kmsg(after).map_err(Failure::from)?;
                 if records.iter().any(|r| r.text.contains(&status)) {
                     return Ok(started.elapsed());
                 }
@@ -237,7 +235,7 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
     let mut guest = boot_guest(&spec(&args.guest, false)?)?;
     let mut measure = |naive: bool| {
         repeat(args.guest.runs, side_name(naive), |_| {
-            let kmsg_after = guest.kmsg_last().map_err(Failure::infrastructure)?;
+            let kmsg_after = guest.kmsg_last().map_err(Failure::from)?;
             let trace_after = last_trace_seq(&mut guest)?;
             let started = Instant::now();
             if naive {
@@ -248,7 +246,7 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
                     };
                     guest
                         .request("injecting through mce-inject", one, BURST_TIMEOUT)
-                        .map_err(Failure::infrastructure)?;
+                        .map_err(Failure::from)?;
                     wait_counted(&mut guest, &status, kmsg_after, trace_after, i + 1)?;
                 }
             } else {
@@ -264,7 +262,7 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
                             "the agent answered a burst with {other:?}"
                         )))
                     }
-                    Err(e) => return Err(Failure::infrastructure(e)),
+                    Err(e) => return Err(Failure::from(e)),
                 }
                 wait_counted(&mut guest, &status, kmsg_after, trace_after, n)?;
             }
@@ -291,7 +289,7 @@ const BURST_TIMEOUT: Duration = Duration::from_secs(300);
 const STALL: Duration = Duration::from_secs(10);
 
 fn last_trace_seq(guest: &mut Guest) -> Result<Option<u64>, Failure> {
-    let batch = guest.trace(None).map_err(Failure::infrastructure)?;
+    let batch = guest.trace(None).map_err(Failure::from)?;
     Ok(batch.last_seq())
 }
 
@@ -308,10 +306,10 @@ fn wait_counted(
     let (mut kmsg_seen, mut trace_seen) = (0, 0);
     let (mut kmsg_cursor, mut trace_cursor) = (kmsg_after, trace_after);
     loop {
-        let records = guest.kmsg(kmsg_cursor).map_err(Failure::infrastructure)?;
+        let records = guest.kmsg(kmsg_cursor).map_err(Failure::from)?;
         kmsg_seen += records.iter().filter(|r| r.text.contains(status)).count();
         kmsg_cursor = records.last().map(|r| r.seq).or(kmsg_cursor);
-        let batch = guest.trace(trace_cursor).map_err(Failure::infrastructure)?;
+        let batch = guest.trace(trace_cursor).map_err(Failure::from)?;
         trace_seen += batch
             .events
             .iter()

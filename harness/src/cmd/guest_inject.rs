@@ -39,8 +39,8 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
     let records = request.payload.records();
     let kernel = args.kernel.resolve()?;
     let spec = GuestSpec::for_profile(profile, kernel, args.accel, super::this_executable()?);
-    let mut guest = Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}"))
-        .map_err(Failure::infrastructure)?;
+    let mut guest =
+        Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}")).map_err(Failure::from)?;
     let outcome = inject_and_observe(&mut guest, request, &actions, args.timeout);
     match outcome {
         Ok(observed) => {
@@ -68,15 +68,17 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
         }
         Err(GuestError::Panicked {
             message,
-            console,
-            elapsed,
+            diagnostics,
             ..
         }) => {
             drop(guest);
-            println!("== guest panic ==\n{message}\n== last console lines ==\n{console}");
+            println!(
+                "== guest panic ==\n{message}\n== last console lines ==\n{}",
+                diagnostics.console_tail
+            );
             eprintln!(
                 "rasdrill: the guest panicked {:.1} s after boot started; QEMU is gone",
-                elapsed.as_secs_f64()
+                diagnostics.elapsed.as_secs_f64()
             );
             if args.expect_panic {
                 Ok(())
@@ -87,7 +89,7 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
                 ))
             }
         }
-        Err(e) => Err(Failure::infrastructure(e)),
+        Err(e) => Err(Failure::from(e)),
     }
 }
 

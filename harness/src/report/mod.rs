@@ -16,6 +16,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rasdrill_qemu::vm::Diagnosed;
+
 use crate::exit::Code;
 use crate::golden::Verdict;
 
@@ -47,6 +49,12 @@ pub struct Failure {
     pub message: String,
     /// More text that helps (the last console lines, QEMU's stderr), if any.
     pub details: Option<String>,
+}
+
+/// The diagnostics an error carries (console tail, QEMU's stderr), as a failure's details.
+pub fn details(e: &dyn Diagnosed) -> Option<String> {
+    e.diagnostics()
+        .map(|d| d.to_string().trim_start_matches('\n').to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

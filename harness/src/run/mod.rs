@@ -97,13 +97,12 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
                                 guest = Some(g);
                             }
                             Err(e) => {
-                                let result = failed(
-                                    prepared.scenario,
-                                    start,
-                                    boot,
-                                    FailureKind::Infrastructure,
-                                    format!("the guest did not boot: {e}"),
-                                );
+                                let failure = report::Failure {
+                                    kind: FailureKind::Infrastructure,
+                                    message: format!("the guest did not boot: {e}"),
+                                    details: report::details(&e),
+                                };
+                                let result = failed(prepared.scenario, start, boot, failure);
                                 finish(sink, &mut results, result);
                                 continue;
                             }
@@ -129,7 +128,12 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
             }
             Unit::Broken(s, why) => {
                 let start = counter.start(s, sink);
-                let result = failed(s, start, Duration::ZERO, why.kind, why.message);
+                let failure = report::Failure {
+                    kind: why.kind,
+                    message: why.message,
+                    details: None,
+                };
+                let result = failed(s, start, Duration::ZERO, failure);
                 finish(sink, &mut results, result);
             }
         }
@@ -192,14 +196,8 @@ fn failed(
     s: &Scenario,
     start: Instant,
     boot: Duration,
-    kind: FailureKind,
-    message: String,
+    failure: report::Failure,
 ) -> ScenarioResult {
-    let failure = report::Failure {
-        kind,
-        message,
-        details: None,
-    };
     ScenarioResult {
         boot,
         ..result(s, start, Some(failure), Vec::new())

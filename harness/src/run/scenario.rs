@@ -55,15 +55,10 @@ impl Trouble {
             GuestError::Monitor { .. } => (FailureKind::BadInput, false),
             _ => (FailureKind::Infrastructure, true),
         };
-        let text = e.to_string();
-        let (message, details) = match text.split_once('\n') {
-            Some((first, rest)) => (first.to_string(), Some(rest.to_string())),
-            None => (text, None),
-        };
         Trouble {
             kind,
-            message,
-            details,
+            message: e.to_string(),
+            details: report::details(&e),
             guest_lost: lost,
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rasdrill_qemu::cmdline::VmConfig;
 use rasdrill_qemu::initramfs::Initramfs;
 use rasdrill_qemu::kernel::{Kernel, KernelCache};
-use rasdrill_qemu::vm::Vm;
+use rasdrill_qemu::vm::{Diagnosed, Vm};
 use rasdrill_qemu::wait::{wait_until, Deadline};
 
 /// Generous for TCG on a loaded 2-core machine; a healthy boot takes about 2 s.
@@ -50,7 +50,7 @@ pub fn boot_with(dir: &Path, image: &Initramfs, edit: impl FnOnce(&mut VmConfig)
     let mut config = VmConfig::new(cached_kernel().vmlinux, dir.join("run"));
     config.initrd = Some(initrd);
     edit(&mut config);
-    Vm::launch(config, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    Vm::launch(config, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{}", e.explained()))
 }
 
 /// Waits until the console log contains `text`; panics with the diagnostics otherwise.

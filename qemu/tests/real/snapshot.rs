@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use rasdrill_qemu::vm::Vm;
+use rasdrill_qemu::vm::{Diagnosed, Vm};
 
 use crate::common::{boot, busybox_image, BOOT_TIMEOUT};
 
@@ -49,7 +49,7 @@ fn a_restored_guest_carries_on_from_the_saved_state_and_the_saved_guest_runs_on(
     // Each restored guest starts from the count at the save, not from the original's now.
     for run in ["restored-1", "restored-2"] {
         let mut restored = Vm::restore(&saved, &dir.path().join(run), BOOT_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{}", e.explained()));
         let status = restored.qmp().execute("query-status", None).unwrap();
         assert_eq!(status["status"], "running");
         let mut channel = channel(&mut restored);
@@ -76,6 +76,7 @@ fn a_damaged_state_is_an_error_with_qemu_s_words_not_a_hang() {
     let bytes = std::fs::read(&saved.state).unwrap();
     std::fs::write(&saved.state, &bytes[..bytes.len() / 2]).unwrap();
     let err = Vm::restore(&saved, &dir.path().join("restored"), BOOT_TIMEOUT).unwrap_err();
-    let message = err.to_string();
+    // QEMU's words are in the error or in the stderr it carries.
+    let message = err.explained();
     assert!(message.contains("load of migration failed"), "{message}");
 }
