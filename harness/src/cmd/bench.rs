@@ -339,7 +339,7 @@ fn suite(args: &SuiteArgs) -> Result<(), Failure> {
     let options = |guests| -> Result<Options, Failure> {
         Ok(Options {
             golden_dir: args.golden.clone(),
-            mode: Mode::Check { ci: true },
+            mode: Some(Mode::Check { ci: true }),
             accel: args.accel,
             allow: Default::default(),
             kernel: kernel.clone(),

@@ -1,19 +1,30 @@
-//! `rasdrill inject --guest`: boot a throw-away guest, inject, show what its kernel decoded.
+//! `rasdrill inject --guest`: the flags become a one-scenario run, which the runner behind
+//! `rasdrill run` (harness/src/run/) carries out: a throw-away guest, one inject step per
+//! record, then a wait for the decoded records (or the panic). What it shows is this
+//! command's: the kernel log and the trace, or the panic, instead of golden comparisons.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rasdrill_inject::guard::Allow;
-use rasdrill_inject::{Action, Request};
+use rasdrill_inject::{Payload, Request};
 
 use crate::cmd::kernel::KernelArgs;
-use crate::collect::kmsg::Kmsg;
-use crate::collect::trace::Trace;
-use crate::collect::{CollectError, Collected, Collector, POLL, QUIET};
 use crate::exit::{Code, Failure};
-use crate::guest::{AccelChoice, Guest, GuestError, GuestSpec};
+use crate::guest::AccelChoice;
 use crate::profile::Profile;
-use crate::target::TargetError;
-use rasdrill_qemu::wait::settle;
+use crate::report::{Event, PanicSeen, Sink};
+use crate::run::{self, GuestReuse, Options};
+use crate::scenario::{
+    Collector, CollectorKind, ExpectPanic, Loc, Machine, Scenario, Setup, Step, StepKind, Target,
+    Wait, WaitFor,
+};
+
+/// The tracepoint that counts the records the guest's kernel logged.
+const MCE_RECORD: &str = "mce/mce_record";
+/// The collectors, by their names in scenarios.
+const KMSG: &str = "kmsg";
+const TRACE: &str = "trace";
 
 /// How `rasdrill inject --guest` runs, besides what it injects.
 pub struct GuestInject<'a> {
@@ -27,7 +38,8 @@ pub struct GuestInject<'a> {
 }
 
 pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
-    // Planned before anything boots: a refusal changes nothing.
+    // Planned before anything boots: a refusal changes nothing. Guests are throw-away, so
+    // the guard lets everything through (the runner plans each step again the same way).
     let actions = request.plan(Allow::default())?;
     if args.dry_run {
         for action in &actions {
@@ -35,122 +47,154 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let profile = args.profile;
-    let records = request.payload.records();
-    let kernel = args.kernel.resolve()?;
-    let spec = GuestSpec::for_profile(profile, kernel, args.accel, super::this_executable()?);
-    let mut guest =
-        Guest::boot(&spec, &mut |msg| eprintln!("rasdrill: {msg}")).map_err(Failure::from)?;
-    let outcome = inject_and_observe(&mut guest, request, &actions, args.timeout);
-    match outcome {
-        Ok(observed) => {
-            guest.shutdown();
-            print_observed(&observed);
-            let expected = records.len();
-            let got = observed.trace.records;
-            if args.expect_panic {
-                return Err(Failure::new(
-                    Code::Failed,
-                    "the guest did not panic (--expect-panic)",
-                ));
-            }
-            if got < expected {
-                return Err(Failure::new(
-                    Code::Failed,
-                    format!(
-                        "the guest's kernel logged {got} of {expected} machine-check records within {} s \
-                         (corrected errors from QEMU show up at the next poll, every second)",
-                        args.timeout.as_secs_f64()
-                    ),
-                ));
-            }
-            Ok(())
-        }
-        Err(GuestError::Panicked {
-            message,
-            diagnostics,
-            ..
-        }) => {
-            drop(guest);
-            println!(
-                "== guest panic ==\n{message}\n== last console lines ==\n{}",
-                diagnostics.console_tail
-            );
-            eprintln!(
-                "rasdrill: the guest panicked {:.1} s after boot started; QEMU is gone",
-                diagnostics.elapsed.as_secs_f64()
-            );
-            if args.expect_panic {
-                Ok(())
-            } else {
-                Err(Failure::new(
-                    Code::Failed,
-                    format!("the guest panicked: {message}"),
-                ))
-            }
-        }
-        Err(e) => Err(Failure::from(e)),
-    }
-}
-
-/// What the guest's decoders said after the injection.
-struct Observed {
-    kmsg: Collected,
-    trace: Collected,
-}
-
-/// Starts the kmsg and trace collectors (cursors at "now"), injects, then waits until the trace
-/// holds one `mce_record` per record and the output has stopped changing, or the timeout.
-fn inject_and_observe(
-    guest: &mut Guest,
-    request: &Request,
-    actions: &[Action],
-    timeout: Duration,
-) -> Result<Observed, GuestError> {
-    let mut kmsg = Kmsg::new(None).map_err(guest_error)?;
-    let mut trace = Trace::new(&["mce/mce_record".to_string()]);
-    kmsg.start(guest).map_err(guest_error)?;
-    trace.start(guest).map_err(guest_error)?;
-    guest.inject(&request.payload, actions, &mut |note| {
-        eprintln!("rasdrill: {note}")
-    })?;
-    let records = request.payload.records();
-    let expected = records.len();
-    let poll = || -> Result<(Collected, Collected), CollectError> {
-        Ok((kmsg.collect(guest)?, trace.collect(guest)?))
+    let scenario = scenario(request, args);
+    let options = Options {
+        golden_dir: PathBuf::new(),
+        mode: None,
+        accel: args.accel,
+        allow: Allow::default(),
+        kernel: Some(args.kernel.resolve()?),
+        agent: super::this_executable()?,
+        rasdaemon: Default::default(),
+        guests: GuestReuse::Shared,
     };
-    let ((kmsg, trace), _) = settle(timeout, QUIET, POLL, poll, |(_, trace)| {
-        trace.records >= expected
-    })
-    .map_err(guest_error)?;
-    Ok(Observed { kmsg, trace })
+    let mut shown = Shown::default();
+    let report = run::run(std::slice::from_ref(&scenario), &options, &mut shown);
+    let result = report
+        .results
+        .first()
+        .expect("the runner reports every scenario");
+    if let Some(panic) = &shown.panic {
+        // The runner has dropped the guest, and with it QEMU.
+        println!(
+            "== guest panic ==\n{}\n== last console lines ==\n{}",
+            panic.message, panic.console_tail
+        );
+        eprintln!(
+            "rasdrill: the guest panicked {:.1} s after boot started; QEMU is gone",
+            panic.elapsed.as_secs_f64()
+        );
+        if !args.expect_panic {
+            return Err(Failure::new(
+                Code::Failed,
+                format!("the guest panicked: {}", panic.message),
+            ));
+        }
+    }
+    if let Some(failure) = &result.failure {
+        let message = match &failure.details {
+            Some(details) => format!("{}\n{details}", failure.message),
+            None => failure.message.clone(),
+        };
+        return Err(Failure::new(result.outcome().code(), message));
+    }
+    if shown.panic.is_none() {
+        for (title, collector) in [("kernel log", KMSG), ("trace", TRACE)] {
+            println!("== {title} ==");
+            for line in shown.output(collector) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
 }
 
-/// The guest's own failure under a collector's (a panic, a dead or silent guest), so that the
-/// caller can report a panic as one.
-fn guest_error(e: CollectError) -> GuestError {
-    match e {
-        CollectError::Target { source, .. } => match *source {
-            TargetError::Guest(g) => g,
-            other => GuestError::Refused {
-                what: "reading the guest's output".into(),
-                message: other.to_string(),
+/// The run the flags describe: the profile's guest, its kernel log and `mce_record` trace
+/// collected from before the first injection, one inject step per record, then a wait for as
+/// many `mce_record`s as records (or for the panic).
+fn scenario(request: &Request, args: &GuestInject) -> Scenario {
+    let mut kinds: Vec<StepKind> = match &request.payload {
+        Payload::Qemu { records, broadcast } => records
+            .iter()
+            .map(|r| Payload::Qemu {
+                records: vec![r.clone()],
+                broadcast: *broadcast,
+            })
+            .map(StepKind::Inject)
+            .collect(),
+        Payload::Debugfs { records, flags } => records
+            .iter()
+            .map(|r| Payload::Debugfs {
+                records: vec![r.clone()],
+                flags: *flags,
+            })
+            .map(StepKind::Inject)
+            .collect(),
+        other => vec![StepKind::Inject(other.clone())],
+    };
+    let compare = if args.expect_panic {
+        kinds.push(StepKind::ExpectPanic(ExpectPanic {
+            timeout: args.timeout,
+            message: None,
+        }));
+        // After a panic only the kernel log can be read (from the console).
+        vec![KMSG.to_string()]
+    } else {
+        kinds.push(StepKind::Wait(Wait {
+            collector: TRACE.into(),
+            until: WaitFor::Records(request.payload.records().len() as u32),
+            timeout: args.timeout,
+        }));
+        vec![KMSG.to_string(), TRACE.to_string()]
+    };
+    Scenario {
+        file: PathBuf::from("(command line)"),
+        name: "inject --guest".into(),
+        description: "rasdrill inject --guest".into(),
+        target: Target::Guest(Machine::of_profile(args.profile)),
+        setup: Setup::default(),
+        collectors: vec![
+            Collector {
+                name: KMSG.into(),
+                kind: CollectorKind::Kmsg { filter: None },
             },
-        },
-        other => GuestError::Refused {
-            what: "reading the guest's output".into(),
-            message: other.to_string(),
-        },
+            Collector {
+                name: TRACE.into(),
+                kind: CollectorKind::Trace {
+                    events: vec![MCE_RECORD.into()],
+                },
+            },
+        ],
+        steps: kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| Step {
+                index,
+                loc: Loc::default(),
+                kind,
+            })
+            .collect(),
+        compare,
+        known_findings: Vec::new(),
     }
 }
 
-fn print_observed(observed: &Observed) {
-    println!("== kernel log ==");
-    for line in &observed.kmsg.lines {
-        println!("{line}");
+/// What the run shows this command: progress notes as `rasdrill: ...` lines on stderr, the
+/// collectors' output and the panic kept for the end.
+#[derive(Default)]
+struct Shown {
+    outputs: Vec<(String, Vec<String>)>,
+    panic: Option<PanicSeen>,
+}
+
+impl Shown {
+    fn output(&self, collector: &str) -> &[String] {
+        self.outputs
+            .iter()
+            .find(|(name, _)| name == collector)
+            .map_or(&[], |(_, lines)| lines)
     }
-    println!("== trace ==");
-    for line in &observed.trace.lines {
-        println!("{line}");
+}
+
+impl Sink for Shown {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Note { text } => eprintln!("rasdrill: {text}"),
+            Event::Output { collector, lines } => {
+                self.outputs.push((collector.clone(), lines.clone()))
+            }
+            Event::GuestPanicked(panic) => self.panic = Some(panic.clone()),
+            _ => {}
+        }
     }
 }

@@ -100,7 +100,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let (scenarios, kernel) = load(&args.paths, &args.kernel)?;
     let options = Options {
         golden_dir: args.golden.clone(),
-        mode: Mode::from_env(args.accept, args.ci),
+        mode: Some(Mode::from_env(args.accept, args.ci)),
         accel: args.accel,
         allow: Allow {
             uncorrected: args.allow_uncorrected,

@@ -21,7 +21,7 @@ use rasdrill_qemu::vm::Diagnosed;
 use crate::exit::Code;
 use crate::golden::Verdict;
 
-pub use progress::{Event, Progress, Sink};
+pub use progress::{Event, PanicSeen, Progress, Sink};
 
 /// How one scenario ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

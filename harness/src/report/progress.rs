@@ -49,6 +49,25 @@ pub enum Event {
     Note {
         text: String,
     },
+    /// A collector's output, raw, in a run that compares none (`rasdrill inject --guest`
+    /// shows it).
+    Output {
+        collector: String,
+        lines: Vec<String>,
+    },
+    /// The guest kernel panicked, expected or not; its QEMU has exited.
+    GuestPanicked(PanicSeen),
+}
+
+/// A guest kernel panic, as a run reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicSeen {
+    /// The `Kernel panic - not syncing: ...` text.
+    pub message: String,
+    /// The last console lines.
+    pub console_tail: String,
+    /// From QEMU's start to its exit.
+    pub elapsed: Duration,
 }
 
 /// Where events go.
@@ -174,6 +193,9 @@ impl<W: Write> Sink for Progress<W> {
                 self.line(&format!("finished in {}", seconds(*elapsed)))
             }
             Event::Note { text } => self.line(text),
+            // For the command that asked for them; the panic is also in the failure or the
+            // golden output.
+            Event::Output { .. } | Event::GuestPanicked(_) => {}
         }
     }
 }

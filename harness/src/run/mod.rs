@@ -29,7 +29,9 @@ pub use plan::{GuestDefaults, Unit};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub golden_dir: PathBuf,
-    pub mode: Mode,
+    /// How outputs are compared with golden files; `None`: not compared, each compared
+    /// collector's output is sent as an [`Event::Output`] instead (`rasdrill inject --guest`).
+    pub mode: Option<Mode>,
     pub accel: AccelChoice,
     /// What the guard lets local scenarios inject, on this machine or a stand-in tree (guests
     /// are throw-away: not guarded).

@@ -15,7 +15,7 @@ use crate::guest::{Guest, GuestError};
 use crate::local::{self, LocalTarget};
 use crate::normalize::normalize;
 use crate::oracle::{self, Verdict};
-use crate::report::{self, Event, FailureKind, GoldenResult, ScenarioResult, Sink};
+use crate::report::{self, Event, FailureKind, GoldenResult, PanicSeen, ScenarioResult, Sink};
 use crate::scenario::{ExpectPanic, Scenario, StepKind, Wait, WaitFor};
 use crate::target::{Target, TargetError};
 
@@ -34,6 +34,8 @@ struct Trouble {
     message: String,
     details: Option<String>,
     guest_lost: bool,
+    /// The guest panicked: what it said.
+    panic: Option<PanicSeen>,
 }
 
 impl Trouble {
@@ -43,6 +45,7 @@ impl Trouble {
             message: message.into(),
             details: None,
             guest_lost: false,
+            panic: None,
         }
     }
 
@@ -55,11 +58,24 @@ impl Trouble {
             GuestError::Monitor { .. } => (FailureKind::BadInput, false),
             _ => (FailureKind::Infrastructure, true),
         };
+        let panic = match &e {
+            GuestError::Panicked {
+                message,
+                diagnostics,
+                ..
+            } => Some(PanicSeen {
+                message: message.clone(),
+                console_tail: diagnostics.console_tail.clone(),
+                elapsed: diagnostics.elapsed,
+            }),
+            _ => None,
+        };
         Trouble {
             kind,
             message: e.to_string(),
             details: report::details(&e),
             guest_lost: lost,
+            panic,
         }
     }
 
@@ -135,6 +151,9 @@ pub(super) fn on_guest(
         collectors,
     } = prepared;
     let executed = execute(scenario, Place::Guest(guest), collectors, options, sink);
+    if let Some(panic) = &executed.panic {
+        sink.event(&Event::GuestPanicked(panic.clone()));
+    }
     let lost = executed.lost;
     (finished(scenario, start, executed), !lost)
 }
@@ -210,11 +229,14 @@ struct Executed {
     oracle: Option<Verdict>,
     /// The guest cannot be used again.
     lost: bool,
+    /// The guest panicked, expected or not.
+    panic: Option<PanicSeen>,
 }
 
 impl Executed {
     fn failed(t: Trouble, goldens: Vec<GoldenResult>, lost: bool) -> Executed {
         Executed {
+            panic: t.panic.clone(),
             failure: Some(t),
             goldens,
             oracle: None,
@@ -247,6 +269,7 @@ fn execute(
     }
 
     let mut panic_console: Option<String> = None;
+    let mut panic: Option<PanicSeen> = None;
     for step in &s.steps {
         sink.event(&Event::StepStarted {
             index: step.index,
@@ -257,12 +280,16 @@ fn execute(
             StepKind::Inject(payload) => inject_step(s, payload, &mut place, options.allow, sink),
             StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
             StepKind::Sleep(d) => {
+                // The scenario's own `sleep` step: a pause it asked for, not a poll.
                 std::thread::sleep(*d);
                 Ok(())
             }
-            StepKind::ExpectPanic(p) => expect_panic(p, &mut place, console_mark).map(|console| {
-                panic_console = Some(console);
-            }),
+            StepKind::ExpectPanic(p) => {
+                expect_panic(p, &mut place, console_mark).map(|(console, seen)| {
+                    panic_console = Some(console);
+                    panic = Some(seen);
+                })
+            }
         };
         sink.event(&Event::StepFinished {
             index: step.index,
@@ -313,11 +340,18 @@ fn execute(
         .collect();
     let mut goldens = Vec::new();
     for (name, collected) in outputs {
+        let Some(mode) = options.mode else {
+            sink.event(&Event::Output {
+                collector: name,
+                lines: collected.lines,
+            });
+            continue;
+        };
         let header = Header::new(s, &name, &kernel);
         // Trailing blanks go: editors strip them from golden files (the kernel leaves some).
         let lines: Vec<&str> = collected.lines.iter().map(|l| l.trim_end()).collect();
         let content = normalize(&lines.join("\n"));
-        match golden::check(&options.golden_dir, &header, &content, options.mode) {
+        match golden::check(&options.golden_dir, &header, &content, mode) {
             Ok(verdict) => {
                 sink.event(&Event::GoldenChecked {
                     collector: name.clone(),
@@ -332,7 +366,10 @@ fn execute(
             }
             Err(e) => {
                 let t = Trouble::new(FailureKind::Infrastructure, e.to_string());
-                return Executed::failed(t, goldens, lost);
+                return Executed {
+                    panic,
+                    ..Executed::failed(t, goldens, lost)
+                };
             }
         }
     }
@@ -350,6 +387,7 @@ fn execute(
             goldens,
             oracle,
             lost,
+            panic,
         };
     }
     Executed {
@@ -357,6 +395,7 @@ fn execute(
         goldens,
         oracle,
         lost,
+        panic,
     }
 }
 
@@ -505,12 +544,13 @@ fn settle_all(collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Resul
     Ok(())
 }
 
-/// Waits for the guest to panic; returns the console printed since the scenario started.
+/// Waits for the guest to panic; returns the console printed since the scenario started, and
+/// the panic.
 fn expect_panic(
     p: &ExpectPanic,
     place: &mut Place,
     console_mark: usize,
-) -> Result<String, Trouble> {
+) -> Result<(String, PanicSeen), Trouble> {
     let Place::Guest(guest) = place else {
         return Err(Trouble::new(
             FailureKind::BadInput,
@@ -537,20 +577,26 @@ fn expect_panic(
         .get(console_mark..)
         .unwrap_or_default()
         .to_string();
+    let seen = PanicSeen {
+        console_tail: panic.console_tail(),
+        message: panic.message,
+        elapsed: panic.elapsed,
+    };
     if let Some(re) = &p.message {
-        if !re.is_match(&panic.message) {
+        if !re.is_match(&seen.message) {
             let mut t = Trouble::new(
                 FailureKind::Failed,
                 format!(
                     "the guest panicked with {:?}, which does not match {:?}",
-                    panic.message,
+                    seen.message,
                     re.as_str()
                 ),
             );
             t.details = Some(since);
             t.guest_lost = true;
+            t.panic = Some(seen);
             return Err(t);
         }
     }
-    Ok(since)
+    Ok((since, seen))
 }

@@ -145,7 +145,8 @@ pub enum CollectorKind {
 pub struct Step {
     /// Position in `steps`, from 0.
     pub index: usize,
-    /// Where the step starts in the scenario file.
+    /// Where the step starts in the scenario file; line 0 for a step built from command-line
+    /// flags (`rasdrill inject --guest`).
     pub loc: Loc,
     pub kind: StepKind,
 }
@@ -184,6 +185,18 @@ pub struct ExpectPanic {
 }
 
 impl Machine {
+    /// The machine a profile describes, with the run's kernel.
+    pub fn of_profile(profile: &'static Profile) -> Machine {
+        Machine {
+            profile: Some(profile),
+            cpu_model: profile.cpu_model.to_string(),
+            vcpus: profile.vcpus,
+            memory_mib: profile.memory_mib,
+            vendor: crate::profile::vendor_of(profile.cpu_model),
+            kernel: None,
+        }
+    }
+
     /// What the injection planner needs to know of the guest before it boots.
     pub fn facts(&self) -> GuestFacts {
         GuestFacts {
@@ -237,6 +250,9 @@ impl Scenario {
 impl fmt::Display for Step {
     /// `steps[1] (line 14): wait for kmsg: a line matching "DRAM ECC"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.loc.line == 0 {
+            return write!(f, "steps[{}]: {}", self.index, self.kind);
+        }
         write!(
             f,
             "steps[{}] (line {}): {}",
