@@ -45,7 +45,7 @@ pub enum Command {
     /// Explain and print machine-check records
     #[command(subcommand)]
     Records(RecordsCommand),
-    /// Inject machine-check or EDAC errors into this machine, or into a throw-away QEMU guest
+    /// Inject MCE, EDAC, EINJ, hwpoison or AER errors on this machine or in a throw-away guest
     #[command(after_help = inject::EXAMPLES)]
     Inject(Box<InjectArgs>),
     /// Fetch and list the guest kernels

@@ -422,7 +422,10 @@ impl Guest {
             return Ok(());
         }
         let Payload::Qemu { records, broadcast } = payload else {
-            unreachable!("the planner sends a guest only mce-inject records and QEMU lines");
+            return Err(GuestError::Refused {
+                what: format!("injecting via {}", payload.via()),
+                message: "this rasdrill delivers only MCE records to guests".into(),
+            });
         };
         // The planner describes one monitor line per record, in order.
         for (record, action) in records.iter().zip(actions) {

@@ -119,7 +119,7 @@ impl LocalTarget {
 
     /// Plans (method, records, the guard with what `allow` allows, the kernel files), takes
     /// the inject lock and writes. A stand-in tree is guarded like the machine it stands for.
-    /// Returns the writes performed.
+    /// Returns the actions performed, then what they reported (how a madvise child ended).
     pub fn inject(&mut self, payload: &Payload, allow: Allow) -> Result<Vec<String>, ExecuteError> {
         let request = Injection {
             payload: payload.clone(),
@@ -127,8 +127,11 @@ impl LocalTarget {
                 root: self.root.clone(),
             },
         };
-        let actions = request.execute(allow)?;
-        Ok(actions.iter().map(ToString::to_string).collect())
+        let done = request.execute(allow)?;
+        let actions = done.actions.iter().map(ToString::to_string);
+        Ok(actions
+            .chain(done.outcomes.iter().map(ToString::to_string))
+            .collect())
     }
 }
 

@@ -11,11 +11,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::action::Action;
+use crate::aer::{KernelAer, KernelAerInjector, QemuAer, QemuAerInjector};
 use crate::debugfs::{Debugfs, InjectionType};
 use crate::edac::{AmdEcc, EccInjection, EdacFake, FakeInjection};
+use crate::einj::{self, Einj, EinjRequest};
 use crate::guard::{self, Allow};
 use crate::hmp::Hmp;
-use crate::injector::{perform, InjectError, Injector, PerformError};
+use crate::hwpoison::{Hwpoison, PoisonRequest};
+use crate::injector::{perform, InjectError, Injector, Outcome, PerformError};
 use crate::lock::{InjectLock, LockError};
 use crate::preflight::{self, Machine};
 use crate::record::MceRecord;
@@ -34,6 +37,12 @@ pub enum Via {
     Edac,
     /// QEMU's `mce` monitor command, into a guest (needs --guest)
     Qemu,
+    /// ACPI EINJ, the firmware's error injection (lab machines; QEMU has no EINJ table)
+    Einj,
+    /// Memory poisoning: hwpoison-inject's debugfs files, or madvise on a page of a process
+    Hwpoison,
+    /// PCIe AER: QEMU's pcie_aer_inject_error (guests), or the kernel's aer_inject
+    Aer,
 }
 
 impl Via {
@@ -42,6 +51,9 @@ impl Via {
             Via::Debugfs => "debugfs",
             Via::Edac => "edac",
             Via::Qemu => "qemu",
+            Via::Einj => "einj",
+            Via::Hwpoison => "hwpoison",
+            Via::Aer => "aer",
         }
     }
 }
@@ -61,6 +73,15 @@ pub enum EdacRequest {
     Fake(FakeInjection),
 }
 
+/// A PCIe AER injection, by one of its two methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AerRequest {
+    /// QEMU's `pcie_aer_inject_error` on an emulated device (guests only).
+    Qemu(QemuAer),
+    /// The kernel's aer_inject (`/dev/aer_inject`).
+    Kernel(KernelAer),
+}
+
 /// What is injected, with the settings of the method that delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
@@ -76,6 +97,12 @@ pub enum Payload {
     },
     /// An EDAC memory-controller injection.
     Edac(EdacRequest),
+    /// An ACPI EINJ injection through the firmware.
+    Einj(EinjRequest),
+    /// Memory poisoning (or unpoisoning).
+    Hwpoison(PoisonRequest),
+    /// A PCIe AER error.
+    Aer(AerRequest),
 }
 
 impl Payload {
@@ -84,14 +111,17 @@ impl Payload {
             Payload::Qemu { .. } => Via::Qemu,
             Payload::Debugfs { .. } => Via::Debugfs,
             Payload::Edac(_) => Via::Edac,
+            Payload::Einj(_) => Via::Einj,
+            Payload::Hwpoison(_) => Via::Hwpoison,
+            Payload::Aer(_) => Via::Aer,
         }
     }
 
-    /// The MCE records it injects (none for EDAC).
+    /// The MCE records it injects (none for the other sources).
     pub fn records(&self) -> &[MceRecord] {
         match self {
             Payload::Qemu { records, .. } | Payload::Debugfs { records, .. } => records,
-            Payload::Edac(_) => &[],
+            _ => &[],
         }
     }
 }
@@ -163,6 +193,15 @@ impl Request {
             }
             Payload::Edac(EdacRequest::Amd64(req)) => AmdEcc::new(&self.root()).describe(req),
             Payload::Edac(EdacRequest::Fake(req)) => EdacFake::new(&self.root()).describe(req),
+            Payload::Einj(req) => {
+                let root = self.root();
+                Einj::new(&root, einj::Layout::probe(&root)).describe(req)
+            }
+            Payload::Hwpoison(req) => Hwpoison::new(&self.root()).describe(req),
+            Payload::Aer(AerRequest::Qemu(req)) => QemuAerInjector.describe(req),
+            Payload::Aer(AerRequest::Kernel(req)) => {
+                KernelAerInjector::new(&self.root()).describe(req)
+            }
         }
     }
 
@@ -173,7 +212,9 @@ impl Request {
             return Ok(());
         };
         match &self.payload {
-            Payload::Qemu { .. } => unreachable!("describe refuses qemu on a machine"),
+            Payload::Qemu { .. } | Payload::Aer(AerRequest::Qemu(_)) => {
+                unreachable!("describe refuses QEMU's monitor on a machine")
+            }
             Payload::Debugfs { records, flags } => {
                 guard::check(records, vendor(root), allow)?;
                 preflight::check_debugfs(root, *flags, records, actions)
@@ -185,6 +226,23 @@ impl Request {
             Payload::Edac(EdacRequest::Fake(req)) => {
                 guard::check_edac_fake(req, allow)?;
                 preflight::check_edac_fake(root, req, actions)
+            }
+            Payload::Einj(req) => {
+                let t = req.error_type();
+                guard::check_harm(t.harm(), allow, || format!("EINJ error type {t}"))?;
+                preflight::check_einj(root, req, actions)
+            }
+            Payload::Hwpoison(req) => {
+                guard::check_harm(req.harm(), allow, || {
+                    format!("{req} takes memory away from the machine")
+                })?;
+                preflight::check_hwpoison(root, req, actions)
+            }
+            Payload::Aer(AerRequest::Kernel(req)) => {
+                guard::check_harm(req.harm(), allow, || {
+                    format!("an uncorrectable AER error on {}", req.device())
+                })?;
+                preflight::check_kernel_aer(root, req, actions)
             }
         }
     }
@@ -264,19 +322,43 @@ impl Request {
     /// Why the method cannot reach the place, if it cannot: the one place that decides which
     /// method fits which target.
     fn misfit(&self) -> Option<InjectError> {
-        let (via, place) = match (&self.payload, &self.place) {
-            (Payload::Qemu { .. }, Place::Machine { .. }) => (Via::Qemu, "this machine"),
-            (Payload::Edac(_), Place::Guest(_)) => (Via::Edac, "a QEMU guest"),
+        const GUEST: &str = "a QEMU guest";
+        let (place, why) = match (&self.payload, &self.place) {
+            (Payload::Qemu { .. }, Place::Machine { .. }) => (
+                "this machine",
+                "it is QEMU's monitor command, for a guest (--guest, or target: guest); on this \
+                 machine, or a tree that stands in for one, use debugfs or edac",
+            ),
+            (Payload::Edac(_), Place::Guest(_)) => (
+                GUEST,
+                "it needs an EDAC memory controller, and QEMU guests have none; in a guest use \
+                 qemu or debugfs, or use edac on this machine or a tree that stands in for one \
+                 (--root, or target: local)",
+            ),
+            (Payload::Einj(_), Place::Guest(_)) => (
+                GUEST,
+                "QEMU's x86 machines have no ACPI EINJ table (the guest's kernel says `EINJ: \
+                 EINJ table not found`); use einj on a lab machine or a tree that stands in for \
+                 one (--root, or target: local)",
+            ),
+            (Payload::Aer(AerRequest::Qemu(_)), Place::Machine { .. }) => (
+                "this machine",
+                "a QEMU device id names a device of a guest (--guest); on this machine, or a \
+                 tree, name a PCI device (--sbdf) for the kernel's aer_inject",
+            ),
+            (Payload::Hwpoison(PoisonRequest::Madvise(_)), Place::Machine { root })
+                if root != Path::new("/") =>
+            {
+                (
+                    "a tree under --root",
+                    "madvise poisons a page of a real process's memory, which no tree of files \
+                     can stand in for; use it on this machine (no --root) or in a guest",
+                )
+            }
             _ => return None,
         };
-        let why = match via {
-            Via::Qemu => "it is QEMU's monitor command, for a guest (--guest, or target: guest); on this machine, or a tree \
-                 that stands in for one, use debugfs or edac",
-            _ => "it needs an EDAC memory controller, and QEMU guests have none; in a guest use qemu or debugfs, or \
-                 use edac on this machine or a tree that stands in for one (--root, or target: local)",
-        };
         Some(InjectError::Misfit {
-            via: via.name(),
+            via: self.payload.via().name(),
             place,
             why,
         })
@@ -287,7 +369,7 @@ impl Request {
         match &self.payload {
             Payload::Qemu { broadcast, .. } => Hmp.describe(&with_broadcast(r, *broadcast)),
             Payload::Debugfs { flags, .. } => Debugfs::new(&self.root(), *flags).describe(r),
-            Payload::Edac(_) => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -330,14 +412,22 @@ pub enum ExecuteError {
     Perform(#[from] PerformError),
 }
 
+/// An injection done on a machine: what was performed, and what the actions reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub actions: Vec<Action>,
+    /// E.g. how a madvise child ended.
+    pub outcomes: Vec<Outcome>,
+}
+
 impl Request {
-    /// Plans, then takes the inject lock under the machine's root and writes: the actions
-    /// performed. Only for a machine; a guest's runner delivers its actions itself.
-    pub fn execute(&self, allow: Allow) -> Result<Vec<Action>, ExecuteError> {
+    /// Plans, then takes the inject lock under the machine's root and performs the actions.
+    /// Only for a machine; a guest's runner delivers its actions itself.
+    pub fn execute(&self, allow: Allow) -> Result<Executed, ExecuteError> {
         let actions = self.plan(allow)?;
         let _lock = InjectLock::acquire(&self.root())?;
-        perform(&actions)?;
-        Ok(actions)
+        let outcomes = perform(&actions)?;
+        Ok(Executed { actions, outcomes })
     }
 }
 

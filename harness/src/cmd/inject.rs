@@ -13,12 +13,13 @@ use clap::Args;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::edac::{EccAccess, EccInjection, FakeInjection, Layer};
 use rasdrill_inject::guard::Allow;
-use rasdrill_inject::request::{self, EdacRequest, ExecuteError};
+use rasdrill_inject::request::{self, AerRequest, EdacRequest, ExecuteError};
 use rasdrill_inject::{status, MceRecord, Payload, Place, Request, Via};
 
 use crate::cmd::guest_inject::{self, GuestInject};
 use crate::cmd::kernel::KernelArgs;
 use crate::cmd::records::read_records;
+use crate::cmd::sources::{AerArgs, EinjArgs, HwpoisonArgs};
 use crate::exit::Failure;
 use crate::guest::AccelChoice;
 use crate::profile::{Profile, DEFAULT_PROFILE};
@@ -41,10 +42,21 @@ Examples:
   rasdrill inject --guest --via debugfs --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
   # An uncorrected error that must panic the guest (the guard is for this machine, not guests):
   rasdrill inject --guest --via qemu --bank 4 --status 'VAL UC EN PCC 0x0813' --expect-panic
+  # ACPI EINJ on a lab server: a correctable memory error at a physical address (page mask):
+  rasdrill inject --via einj --einj-type 0x8 --addr 0x12345000 --dry-run
+  # Poison page frame 0x12345 through hwpoison-inject's corrupt-pfn, then give it back:
+  rasdrill inject --via hwpoison --pfn 0x12345 --allow-uncorrected
+  rasdrill inject --via hwpoison --pfn 0x12345 --unpoison
+  # A guest process's page poisoned with madvise(MADV_HWPOISON): it is killed by SIGBUS:
+  rasdrill inject --guest --via hwpoison --madvise hwpoison
+  # A correctable AER error on PCI device 0000:00:1c.0 through the kernel's aer_inject:
+  rasdrill inject --via aer --sbdf 0000:00:1c.0 --aer-error RCVR
 
 Safety: on this machine an uncorrected or deferred record is refused without --allow-uncorrected,
 and a fatal one (PCC, or UC with OVER) without --allow-fatal, which also allows uncorrected ones.
 This holds for flags sw too: the kernel hands uncorrected memory errors to memory_failure().
+Alike: poisoning a page, soft offline, a non-fatal EINJ or AER type need --allow-uncorrected;
+fatal and vendor EINJ types and fatal AER errors need --allow-fatal.
 Writes go through a lock (<root>/run/lock/rasdrill.lock): two rasdrill never inject at once.";
 
 #[derive(Debug, Args)]
@@ -72,6 +84,15 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub edac: EdacArgs,
+
+    #[command(flatten)]
+    pub einj: EinjArgs,
+
+    #[command(flatten)]
+    pub hwpoison: HwpoisonArgs,
+
+    #[command(flatten)]
+    pub aer: AerArgs,
 
     /// Prefix every sysfs, debugfs and proc path with DIR (a test tree, a chroot)
     #[arg(
@@ -140,7 +161,8 @@ pub struct RecordArgs {
     /// MCi_STATUS: a number, or flags like `VAL UC EN 0x134` (see `rasdrill records explain`)
     #[arg(long, value_parser = super::status)]
     pub status: Option<u64>,
-    /// MCi_ADDR; also sets ADDRV in the status, as the mce-inject language does
+    /// MCi_ADDR; also sets ADDRV in the status, as the mce-inject language does. With --via
+    /// einj or --via hwpoison --offline: the physical address
     #[arg(long, value_parser = super::number)]
     pub addr: Option<u64>,
     /// MCi_MISC; also sets MISCV in the status
@@ -349,11 +371,13 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
 
 /// What the flags ask to inject, and how.
 fn payload(args: &InjectArgs) -> Result<Payload, Failure> {
-    if args.via != Via::Edac {
-        if let Some(flag) = args.edac.given() {
-            return Err(Failure::bad_input(format!("{flag} is for --via edac")));
+    refuse_foreign_flags(args)?;
+    let not_sw = || -> Result<(), Failure> {
+        if args.flags != InjectionType::Sw {
+            return Err(Failure::bad_input("--flags is for --via debugfs"));
         }
-    }
+        Ok(())
+    };
     match args.via {
         Via::Qemu => {
             if args.flags != InjectionType::Sw {
@@ -371,18 +395,69 @@ fn payload(args: &InjectArgs) -> Result<Payload, Failure> {
             flags: args.flags,
         }),
         Via::Edac => {
-            if let Some(flag) = args.record.given().or(args.files.first().map(|_| "--file")) {
-                return Err(Failure::bad_input(format!(
-                    "{flag} describes an MCE record, which --via edac does not take: it takes --mc and \
-                     --section/--word/--ecc-vector/--read|--write, or --fake-inject"
-                )));
-            }
-            if args.flags != InjectionType::Sw {
-                return Err(Failure::bad_input("--flags is for --via debugfs"));
-            }
+            no_record(
+                args,
+                "--mc and --section/--word/--ecc-vector/--read|--write, or --fake-inject",
+            )?;
+            not_sw()?;
             Ok(Payload::Edac(args.edac.request()?))
         }
+        Via::Einj => {
+            no_record(
+                args,
+                "--einj-type and, for its target, --addr, --apic or --sbdf",
+            )?;
+            not_sw()?;
+            Ok(Payload::Einj(args.einj.request(args.record.addr)?))
+        }
+        Via::Hwpoison => {
+            no_record(args, "--pfn, --madvise or --offline with --addr")?;
+            not_sw()?;
+            Ok(Payload::Hwpoison(args.hwpoison.request(args.record.addr)?))
+        }
+        Via::Aer => {
+            if args.record.addr.is_some() {
+                return Err(Failure::bad_input(
+                    "--addr is not for --via aer: it takes --aer-error and --qdev or --sbdf",
+                ));
+            }
+            no_record(args, "--aer-error and --qdev or --sbdf")?;
+            not_sw()?;
+            Ok(Payload::Aer(args.aer.request(args.einj.sbdf)?))
+        }
     }
+}
+
+/// Refuses the options of another source than `--via` (`--addr` and `--sbdf` are shared).
+fn refuse_foreign_flags(args: &InjectArgs) -> Result<(), Failure> {
+    let groups = [
+        (Via::Edac, args.edac.given()),
+        (Via::Einj, args.einj.given()),
+        (Via::Hwpoison, args.hwpoison.given()),
+        (Via::Aer, args.aer.given()),
+    ];
+    for (via, flag) in groups {
+        if let Some(flag) = flag.filter(|_| args.via != via) {
+            return Err(Failure::bad_input(format!("{flag} is for --via {via}")));
+        }
+    }
+    if args.einj.sbdf.is_some() && !matches!(args.via, Via::Einj | Via::Aer) {
+        return Err(Failure::bad_input("--sbdf is for --via einj and --via aer"));
+    }
+    Ok(())
+}
+
+/// Refuses MCE record options (but `--addr`, which EINJ and hwpoison take) for a source that
+/// takes none; `takes` says what it takes instead.
+fn no_record(args: &InjectArgs, takes: &str) -> Result<(), Failure> {
+    let record = args.record.given().filter(|f| *f != "--addr");
+    if let Some(flag) = record.or(args.files.first().map(|_| "--file")) {
+        return Err(Failure::bad_input(format!(
+            "{flag} describes an MCE record, which --via {} does not take: it takes {takes}",
+            args.via
+        )));
+    }
+    Ok(())
 }
 
 /// On this machine (or the tree under --root): plan, then print the plan (dry run) or take the
@@ -400,7 +475,7 @@ fn local(args: &InjectArgs, request: &Request) -> Result<(), Failure> {
             Failure::bad_input(format!("{e} (dry run: the real run would be refused)"))
         });
     }
-    request.execute(allow).map_err(|e| match e {
+    let done = request.execute(allow).map_err(|e| match e {
         ExecuteError::Refused(_) => Failure::bad_input(e),
         ExecuteError::Lock(e) => e.into(),
         ExecuteError::Perform(e) => e.into(),
@@ -427,7 +502,18 @@ fn local(args: &InjectArgs, request: &Request) -> Result<(), Failure> {
             req.mc(),
             req.access().file()
         ),
-        Payload::Qemu { .. } => unreachable!("the planner refuses qemu on a machine"),
+        Payload::Einj(req) => println!("injected EINJ error type {}", req.error_type()),
+        Payload::Hwpoison(req) => println!("done: {req}"),
+        Payload::Aer(AerRequest::Kernel(req)) => println!(
+            "injected AER status into {} through the kernel's aer_inject",
+            req.device()
+        ),
+        Payload::Qemu { .. } | Payload::Aer(AerRequest::Qemu(_)) => {
+            unreachable!("the planner refuses QEMU's monitor on a machine")
+        }
+    }
+    for outcome in &done.outcomes {
+        println!("{outcome}");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod guest;
 mod help;
 mod inject_debugfs;
 mod inject_edac;
+mod inject_sources;
 mod lock;
 mod rasdaemon;
 mod records;

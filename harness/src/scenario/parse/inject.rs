@@ -56,6 +56,7 @@ fn keys(via: Via) -> &'static [&'static str] {
             "access",
             "fake_inject",
         ],
+        Via::Einj | Via::Hwpoison | Via::Aer => &["via"],
     }
 }
 
@@ -133,6 +134,7 @@ pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Op
                 _ => (None, Source::Inline),
             }
         }
+        Via::Einj | Via::Hwpoison | Via::Aer => (None, Source::Inline),
     };
     // The planner judges the request against its place: which method fits, each record.
     if let (Some(payload), Some(place)) = (&payload, &ctx.place) {
