@@ -37,8 +37,7 @@ use crate::collect::rasdaemon_build::{Program, RasdaemonBuild};
 use crate::collect::{CollectError, Collected, Collector, GuestNeeds};
 use crate::target::{Target, TargetError};
 
-/// The collector's name in scenarios, and the name the daemon is spawned under.
-pub const NAME: &str = "rasdaemon";
+pub use crate::collect::rasdaemon_build::NAME;
 
 /// rasdaemon's state directory and database (compiled into Debian's build).
 pub const STATE_DIR: &str = "/var/lib/rasdaemon";

@@ -37,6 +37,10 @@ pub enum RasdaemonBuild {
     Local(PathBuf),
 }
 
+/// The rasdaemon collector's name in scenarios, and the name the daemon is spawned under
+/// (its errors, and those of fetching its programs, carry it).
+pub const NAME: &str = "rasdaemon";
+
 /// Debian 12's versions, the Debian 12 packages and where the programs are in the guest.
 pub const DEBIAN12_VERSION: &str = "0.6.8";
 pub const DEBIAN12_PACKAGES: [&str; 3] = ["rasdaemon", "sqlite3", "libsqlite3-0"];
@@ -162,7 +166,7 @@ impl Program {
 }
 
 fn failed(message: impl fmt::Display) -> CollectError {
-    CollectError::failed(super::rasdaemon::NAME, message.to_string())
+    CollectError::failed(NAME, message.to_string())
 }
 
 /// Debian 12's rasdaemon and sqlite3, with libsqlite3 from its package.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use rasdrill_inject::excerpt::excerpt;
+use regex::Regex;
 
 use super::problem::Problems;
 use super::yaml::{Key, Loc, Node, Value};
@@ -250,6 +251,29 @@ pub(crate) fn string(node: &Node, path: &str, problems: &mut Problems) -> Option
                 node.loc,
                 path,
                 format!("expected a string, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// A regular expression: reported where it is when it does not compile.
+pub(crate) fn pattern(node: &Node, path: &str, p: &mut Problems) -> Option<Regex> {
+    let text = string(node, path, p)?;
+    match Regex::new(&text) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            let why = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            p.add(
+                node.loc,
+                path,
+                format!("`{text}` is not a valid regular expression: {why}"),
             );
             None
         }

@@ -1,6 +1,5 @@
 //! `collectors`: kmsg, trace, rasdaemon and command collectors.
 
-use super::steps::pattern;
 use super::*;
 use crate::collect::rasdaemon_build::RasdaemonBuild;
 

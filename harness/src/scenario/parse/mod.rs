@@ -17,13 +17,12 @@ use std::time::Duration;
 
 use rasdrill_inject::status::{self, NAMED_BITS};
 use rasdrill_inject::{MceRecord, Place};
-use regex::Regex;
 
 use super::mce_file;
 use super::problem::{Problem, Problems};
 use super::read::{
-    boolean, child, items, list, number, number_in, one_of, seconds, string, string_items, tagged,
-    Fields,
+    boolean, child, items, list, number, number_in, one_of, pattern, seconds, string, string_items,
+    tagged, Fields,
 };
 use super::yaml::{self, Node, Value};
 use super::*;

@@ -78,28 +78,6 @@ fn timeout(f: &mut Fields, p: &mut Problems) -> Option<Duration> {
     }
 }
 
-pub(super) fn pattern(node: &Node, path: &str, p: &mut Problems) -> Option<Regex> {
-    let text = string(node, path, p)?;
-    match Regex::new(&text) {
-        Ok(re) => Some(re),
-        Err(e) => {
-            let why = e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            p.add(
-                node.loc,
-                path,
-                format!("`{text}` is not a valid regular expression: {why}"),
-            );
-            None
-        }
-    }
-}
-
 fn wait(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Option<Wait> {
     let mut f = Fields::new(node, path, WAIT_KEYS, p)?;
     let collector = f
