@@ -209,6 +209,20 @@ pub struct GuestSnapshot {
     _dir: tempfile::TempDir,
 }
 
+/// Kernel arguments of every rasdrill guest, after qemu's base ones.
+const GUEST_KERNEL_ARGS: &[&str] = &[
+    // On AMD families below 0x11 the kernel turns bootlog off, and the poll a changed
+    // check_interval starts (see PollKick) would then clear banks without logging them.
+    "mce=bootlog",
+    // The log ring: Debian's is 128 KiB (CONFIG_LOG_BUF_SHIFT=17), and one corrected error
+    // decoded by edac_mce_amd is five records of about 415 bytes in all (text, an 8-byte
+    // header each, 8-byte alignment), so it holds about 300 errors. The agent drains the log
+    // as it is written (agent::kmsg::KmsgLog); 1 MiB (about 2500 errors, 32768 records) is
+    // the slack for a guest whose agent is kept off the CPU meanwhile, for about 4.5 MiB of
+    // the guest's 256 (the text, and 32768 descriptors of 112 bytes).
+    "log_buf_len=1M",
+];
+
 /// Corrected errors from QEMU raise no interrupt: the kernel finds them at its next poll,
 /// up to `check_interval` seconds later. A write of a *different* value to `check_interval`
 /// makes it poll every bank on every CPU at once (`mce_restart()`; writing the value it has
@@ -275,9 +289,7 @@ impl Guest {
         build_initramfs(spec, &initrd)?;
 
         let mut config = VmConfig::new(boot_image(spec), run_dir.path());
-        // On AMD families below 0x11 the kernel turns bootlog off, and the poll a changed
-        // check_interval starts (see PollKick) would then clear banks without logging them.
-        config.kernel_args = vec!["mce=bootlog".into()];
+        config.kernel_args = GUEST_KERNEL_ARGS.iter().map(|a| a.to_string()).collect();
         config.accel = accel;
         config.cpu = spec.cpu_model.clone();
         config.vcpus = spec.vcpus;

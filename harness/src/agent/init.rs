@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
+use nix::sys::signal::{SigSet, Signal};
 use nix::time::{clock_gettime, ClockId};
 
 use super::config::{AgentConfig, SetupStep, CONFIG_PATH};
@@ -20,9 +21,6 @@ use super::process::Children;
 use super::protocol::{ModuleFailure, Ready};
 use super::server::{serve, Agent, Ending, Environment};
 use super::{serial, trace, AgentError};
-
-/// How often PID 1 looks for orphaned zombies to reap.
-const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
 const KMSG: &str = "/dev/kmsg";
 
@@ -52,6 +50,13 @@ fn power_off() -> ! {
 }
 
 fn setup_and_serve(started: Instant) -> Result<Ending, AgentError> {
+    // Blocked before any thread starts, so every thread inherits the mask and only the reaper
+    // takes SIGCHLD (with sigwait). Children get an empty mask: std::process resets it.
+    let sigchld = SigSet::from(Signal::SIGCHLD);
+    sigchld.thread_block().map_err(|errno| AgentError::Io {
+        what: "blocking SIGCHLD",
+        source: errno.into(),
+    })?;
     let mut warnings = mount_file_systems()?;
     console_stdio();
     if std::env::var_os("PATH").is_none() {
@@ -101,8 +106,13 @@ fn setup_and_serve(started: Instant) -> Result<Ending, AgentError> {
     thread::Builder::new()
         .name("reaper".into())
         .spawn(move || loop {
+            // Reaps whenever a child of PID 1 ends (orphans are re-parented to us); a
+            // SIGCHLD for one of our own is harmless: reap_orphans skips those.
             reaper.reap_orphans(Path::new("/proc"));
-            thread::sleep(REAP_INTERVAL);
+            if sigchld.wait().is_err() {
+                say("warning: cannot wait for SIGCHLD; orphans are no longer reaped");
+                return;
+            }
         })
         .map_err(|source| AgentError::Io {
             what: "starting the reaper thread",
@@ -121,6 +131,13 @@ fn setup_and_serve(started: Instant) -> Result<Ending, AgentError> {
         config.serial.display()
     ));
     let mut agent = Agent::new(env, ready, trace, children);
+    // After the module loads, which read the log on their own; from here the agent holds it.
+    match kmsg::KmsgLog::open(Path::new(KMSG)).and_then(|log| log.follow().map(|()| log)) {
+        Ok(log) => agent = agent.with_kmsg_log(log),
+        Err(e) => say(&format!(
+            "warning: cannot follow {KMSG} ({e}); reading it for each request"
+        )),
+    }
     serve(&mut agent, BufReader::new(port), writer).map_err(|source| AgentError::Serial {
         path: config.serial.clone(),
         source,

@@ -4,11 +4,14 @@
 //! continuation lines that start with a space and carry `KEY=value` pairs.
 //! The kernel escapes bytes below 0x20, from 0x7f, and the backslash as `\xNN`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,36 +114,198 @@ fn unescape(text: &str) -> String {
 /// Opens the file afresh each time: a new reader starts at the oldest record, and
 /// non-blocking reads end with EAGAIN once the buffer is drained.
 pub fn read_after(path: &Path, after: Option<u64>) -> io::Result<Vec<KmsgRecord>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let text = read_all_records(&mut file)?;
-    let records =
-        parse_records(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut file = open_nonblocking(path)?;
+    let (records, _) = read_available(&mut file)?;
     Ok(records
         .into_iter()
         .filter(|r| after.is_none_or(|a| r.seq > a))
         .collect())
 }
 
-fn read_all_records(file: &mut File) -> io::Result<String> {
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Every record that can be read now, and whether the file ended (a regular file does;
+/// `/dev/kmsg` never does: it says EAGAIN until the kernel logs more).
+fn read_available(file: &mut File) -> io::Result<(Vec<KmsgRecord>, bool)> {
+    let (text, ended) = read_all_records(file)?;
+    let records =
+        parse_records(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((records, ended))
+}
+
+fn read_all_records(file: &mut File) -> io::Result<(String, bool)> {
     // One record per read; a record is at most about 8 KiB (PRINTKRB_RECORD_MAX + dict).
     let mut chunk = vec![0u8; 16 * 1024];
     let mut all = Vec::new();
-    loop {
+    let ended = loop {
         match file.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) => break true,
             Ok(n) => all.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
             // EPIPE: records were overwritten while we read; the next read resumes at the oldest.
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-    }
+    };
     // Messages are escaped by the kernel, so the text is ASCII; be lenient anyway.
-    Ok(String::from_utf8_lossy(&all).into_owned())
+    Ok((String::from_utf8_lossy(&all).into_owned(), ended))
+}
+
+/// Records kept in the agent's memory before the oldest are dropped (and counted). A burst of
+/// 1000 corrected errors logs about 5000 (edac_mce_amd prints five lines for each).
+const LOG_RECORDS: usize = 100_000;
+
+/// The kernel log, drained into the agent's memory as the kernel writes it.
+///
+/// The kernel's ring is small (Debian: `CONFIG_LOG_BUF_SHIFT=17`, 128 KiB) and wraps while a
+/// burst logs faster than anybody asks for it; records overwritten before they are read are
+/// gone. So the agent reads `/dev/kmsg` with one open reader: a thread started by [`follow`]
+/// drains it whenever the kernel logs more, and every request drains it first too, so a
+/// reply holds everything the kernel had logged when the request came.
+///
+/// [`follow`]: KmsgLog::follow
+pub struct KmsgLog {
+    path: PathBuf,
+    state: Mutex<LogState>,
+}
+
+struct LogState {
+    file: File,
+    records: VecDeque<KmsgRecord>,
+    /// The newest sequence number read.
+    last_seq: Option<u64>,
+    /// Records the kernel overwrote before they were read (gaps in the sequence numbers).
+    lost: u64,
+    /// Records dropped from `records` to keep it within [`LOG_RECORDS`].
+    evicted: u64,
+    /// The file ended or failed: nothing more will come from it.
+    ended: bool,
+}
+
+impl KmsgLog {
+    /// Opens the log and reads what it holds already (the boot's records, from the oldest).
+    pub fn open(path: &Path) -> io::Result<Arc<KmsgLog>> {
+        let file = open_nonblocking(path)?;
+        let log = Arc::new(KmsgLog {
+            path: path.to_path_buf(),
+            state: Mutex::new(LogState {
+                file,
+                records: VecDeque::new(),
+                last_seq: None,
+                lost: 0,
+                evicted: 0,
+                ended: false,
+            }),
+        });
+        log.drain()?;
+        Ok(log)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding the lock cannot leave the records half-written: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads every record the kernel has logged since the last drain.
+    pub fn drain(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.ended {
+            return Ok(());
+        }
+        let (records, ended) = read_available(&mut state.file)?;
+        state.ended = ended;
+        for record in records {
+            if let Some(last) = state.last_seq {
+                state.lost += record.seq.saturating_sub(last + 1);
+            }
+            state.last_seq = Some(record.seq);
+            state.records.push_back(record);
+            if state.records.len() > LOG_RECORDS {
+                state.records.pop_front();
+                state.evicted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains, then returns every record kept with a sequence number above `after`.
+    pub fn after(&self, after: Option<u64>) -> io::Result<Vec<KmsgRecord>> {
+        self.drain()?;
+        let state = self.lock();
+        let from = match after {
+            None => 0,
+            // Sequence numbers rise by one per record, so the first one wanted is easy to find.
+            Some(after) => state.records.partition_point(|r| r.seq <= after),
+        };
+        Ok(state.records.range(from..).cloned().collect())
+    }
+
+    /// Drains, then returns the newest record.
+    pub fn last(&self) -> io::Result<Option<KmsgRecord>> {
+        self.drain()?;
+        Ok(self.lock().records.back().cloned())
+    }
+
+    /// Records lost so far: overwritten by the kernel before they were read, or dropped from
+    /// the agent's memory.
+    pub fn lost(&self) -> u64 {
+        let state = self.lock();
+        state.lost + state.evicted
+    }
+
+    /// Starts a thread that drains the log whenever the kernel has logged more, until the
+    /// file ends or fails (the failure is printed on the console; requests report it too).
+    pub fn follow(self: &Arc<KmsgLog>) -> io::Result<()> {
+        let log = Arc::clone(self);
+        thread::Builder::new()
+            .name("kmsg".into())
+            .spawn(move || {
+                if let Err(e) = log.follow_until_end() {
+                    eprintln!(
+                        "rasdrill-agent: stopped reading {}: {e}",
+                        log.path.display()
+                    );
+                }
+            })
+            .map(drop)
+    }
+
+    fn follow_until_end(&self) -> io::Result<()> {
+        // The descriptor stays open as long as `self`: the state owns the file.
+        let fd = self.lock().file.as_raw_fd();
+        loop {
+            let mut pollfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Blocks until the kernel logs a record we have not read (POLLIN), or overwrote
+            // one (POLLERR|POLLPRI): either way a drain reads what there is.
+            // SAFETY: one valid pollfd, for the length given.
+            let rc = unsafe { libc::poll(&mut pollfd, 1, -1) };
+            if rc < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            self.drain()?;
+            if self.lock().ended {
+                return Ok(());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,5 +379,58 @@ mod tests {
             ["two", "three"]
         );
         assert!(read_after(&path, Some(3)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_log_keeps_records_counts_gaps_and_serves_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        std::fs::write(&path, "6,1,10,-;one\n6,2,20,-;two\n6,5,50,-;five\n").unwrap();
+        let log = KmsgLog::open(&path).unwrap();
+        let seqs = |records: Vec<KmsgRecord>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(log.after(None).unwrap()), [1, 2, 5]);
+        assert_eq!(seqs(log.after(Some(1)).unwrap()), [2, 5]);
+        assert_eq!(seqs(log.after(Some(2)).unwrap()), [5]);
+        assert!(log.after(Some(5)).unwrap().is_empty());
+        assert_eq!(
+            log.last().unwrap().map(|r| r.text),
+            Some("five".to_string())
+        );
+        // 3 and 4 were overwritten before they were read.
+        assert_eq!(log.lost(), 2);
+    }
+
+    #[test]
+    fn the_follower_drains_what_the_writer_adds_without_being_asked() {
+        use rasdrill_qemu::wait::{wait_until, Deadline};
+        use std::io::Write;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        nix::unistd::mkfifo(
+            &path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap();
+        // A writer first (read-write does not block on a FIFO): with none, a read is the end.
+        let mut writer = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let log = KmsgLog::open(&path).unwrap();
+        log.follow().unwrap();
+        writer.write_all(b"6,1,10,-;one\n6,2,20,-;two\n").unwrap();
+        let held = || (log.lock().records.len() == 2).then_some(());
+        let deadline = Deadline::after(Duration::from_secs(10));
+        assert!(
+            wait_until(&deadline, Duration::from_millis(1), held).is_some(),
+            "the follower did not read the records"
+        );
+        drop(writer);
+        let ended = || log.lock().ended.then_some(());
+        assert!(wait_until(&deadline, Duration::from_millis(1), ended).is_some());
+        assert_eq!(log.after(Some(1)).unwrap()[0].text, "two");
     }
 }

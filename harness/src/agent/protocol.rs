@@ -33,7 +33,6 @@ pub enum Request {
         #[serde(with = "injection_type")]
         flags: InjectionType,
     },
-    /// Kernel log records with a sequence number above `after`.
     /// `count` copies of one record through mce-inject, checked once, paced by what the kernel
     /// has consumed (its record pool holds about 80; more are dropped).
     Burst {
@@ -42,16 +41,13 @@ pub enum Request {
         flags: InjectionType,
         count: u32,
     },
-    Kmsg {
-        after: Option<u64>,
-    },
+    /// Kernel log records with a sequence number above `after`.
+    Kmsg { after: Option<u64> },
     /// The newest kernel log record alone (as `Reply::Kmsg`): a cursor for what comes next,
     /// without sending the whole log over the serial line.
     KmsgLast,
     /// Trace lines with a sequence number above `after`.
-    Trace {
-        after: Option<u64>,
-    },
+    Trace { after: Option<u64> },
     /// Run a command to completion.
     Run(RunSpec),
     /// Start a background process (a collector daemon) under a name.
@@ -63,18 +59,11 @@ pub enum Request {
         grace_ms: u64,
     },
     /// Read a text file.
-    ReadFile {
-        path: PathBuf,
-    },
+    ReadFile { path: PathBuf },
     /// Create or replace a file.
-    WriteFile {
-        path: PathBuf,
-        contents: String,
-    },
+    WriteFile { path: PathBuf, contents: String },
     /// `mkdir -p`.
-    Mkdir {
-        path: PathBuf,
-    },
+    Mkdir { path: PathBuf },
     /// Reply, then power the guest off.
     Poweroff,
 }

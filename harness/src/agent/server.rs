@@ -13,7 +13,7 @@ use rasdrill_qemu::wait::{wait_until, Deadline};
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::{preflight, InjectError, MceRecord, PerformError};
 
-use super::kmsg;
+use super::kmsg::{self, KmsgLog, KmsgRecord};
 use super::process::{self, Children, Daemons, ProcessError};
 use super::protocol::{to_line, Envelope, FromAgent, Ready, Reply, Request};
 use super::trace::TraceBuffer;
@@ -64,6 +64,11 @@ pub enum RequestError {
     Inject(#[from] PerformError),
     #[error("the kernel consumed no injected record for {stall:?} after {injected} were injected")]
     Stalled { injected: u64, stall: Duration },
+    #[error(
+        "{lost} kernel log records were lost during the burst (the kernel overwrote them \
+         before the agent read them)"
+    )]
+    KmsgLost { lost: u64 },
 }
 
 fn file_error<'a>(
@@ -83,6 +88,9 @@ pub struct Agent {
     ready: Ready,
     /// The `trace_pipe` reader, or why it could not start.
     trace: Result<Arc<TraceBuffer>, String>,
+    /// The kernel log drained as it is written (the guest), or `None` to read the file afresh
+    /// for each request (a lab machine or a stand-in tree, whose log is not ours to hold).
+    kmsg_log: Option<Arc<KmsgLog>>,
     daemons: Daemons,
     children: Children,
 }
@@ -108,8 +116,26 @@ impl Agent {
             env,
             ready,
             trace,
+            kmsg_log: None,
             daemons,
             children,
+        }
+    }
+
+    /// Serves the kernel log from `log` instead of reading the file for each request.
+    pub fn with_kmsg_log(mut self, log: Arc<KmsgLog>) -> Agent {
+        self.kmsg_log = Some(log);
+        self
+    }
+
+    /// The kernel log records above `after`.
+    fn kmsg_after(&self, after: Option<u64>) -> Result<Vec<KmsgRecord>, RequestError> {
+        match &self.kmsg_log {
+            Some(log) => log.after(after).map_err(file_error("read", log.path())),
+            None => {
+                let path = self.env.kmsg();
+                kmsg::read_after(&path, after).map_err(file_error("read", &path))
+            }
         }
     }
 
@@ -124,19 +150,17 @@ impl Agent {
                 count,
             } => self.burst(&record, flags, count),
             Request::KmsgLast => {
-                let path = self.env.kmsg();
-                let mut records =
-                    kmsg::read_after(&path, None).map_err(file_error("read", &path))?;
-                let last = records.pop();
+                let last = match &self.kmsg_log {
+                    Some(log) => log.last().map_err(file_error("read", log.path()))?,
+                    None => self.kmsg_after(None)?.pop(),
+                };
                 Ok(Reply::Kmsg {
                     records: last.into_iter().collect(),
                 })
             }
-            Request::Kmsg { after } => {
-                let path = self.env.kmsg();
-                let records = kmsg::read_after(&path, after).map_err(file_error("read", &path))?;
-                Ok(Reply::Kmsg { records })
-            }
+            Request::Kmsg { after } => Ok(Reply::Kmsg {
+                records: self.kmsg_after(after)?,
+            }),
             Request::Trace { after } => {
                 let buffer = self
                     .trace
@@ -192,6 +216,9 @@ impl Agent {
     /// ahead of what the kernel has consumed. The kernel keeps injected records in a small
     /// pool (about 80) until its decoder work runs, and drops records that find it full
     /// ("MCE records pool full!"); each consumed record is one `mce_record` trace line.
+    /// The decoders' lines fill the kernel's log ring faster than the host asks for them, so
+    /// the agent drains the log before each injection: the ring never holds more than the
+    /// lines of the records in flight, and a record the ring lost anyway fails the burst.
     fn burst(
         &self,
         record: &MceRecord,
@@ -205,7 +232,13 @@ impl Agent {
         let actions = preflight::debugfs_plan(&self.env.root, kind, std::slice::from_ref(record))?;
         let start = trace.count("mce_record");
         let consumed = || (trace.count("mce_record") - start) as u64;
+        let lost_before = self.kmsg_log.as_ref().map_or(0, |log| log.lost());
+        let drain = || match &self.kmsg_log {
+            Some(log) => log.drain().map_err(file_error("read", log.path())),
+            None => Ok(()),
+        };
         for injected in 0..u64::from(count) {
+            drain()?;
             let room = || (injected < consumed() + BURST_IN_FLIGHT).then_some(());
             if wait_until(&Deadline::after(BURST_STALL), BURST_POLL, room).is_none() {
                 return Err(RequestError::Stalled {
@@ -214,6 +247,11 @@ impl Agent {
                 });
             }
             rasdrill_inject::perform(&actions)?;
+        }
+        drain()?;
+        let lost = self.kmsg_log.as_ref().map_or(0, |log| log.lost()) - lost_before;
+        if lost > 0 {
+            return Err(RequestError::KmsgLost { lost });
         }
         Ok(Reply::Burst { injected: count })
     }

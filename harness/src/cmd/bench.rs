@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
+use rasdrill_qemu::wait::{wait_until, Deadline};
 
 use crate::agent::protocol::{Reply, Request};
 use crate::cmd::kernel::KernelArgs;
@@ -197,21 +198,26 @@ fn ce_latency(args: &GuestArgs) -> Result<(), Failure> {
         let result = repeat(args.runs, side_name(naive), |_| {
             let mut after = guest.kmsg_last().map_err(Failure::from)?;
             let started = Instant::now();
-            guest.inject_qemu(&record).map_err(Failure::from)?;
-            let deadline = started + Duration::from_secs(10);
-            loop {
-                let records = guest.kmsg(after).map_err(Failure::from)?;
+            guest
+                .inject_qemu(&record)
+                .map_err(Failure::from)?;
+            let deadline = Deadline::after(Duration::from_secs(10));
+            let logged = wait_until(&deadline, Duration::from_millis(2), || {
+                let records = match guest.kmsg(after) {
+                    Ok(records) => records,
+                    Err(e) => return Some(Err(Failure::from(e))),
+                };
                 if records.iter().any(|r| r.text.contains(&status)) {
-                    return Ok(started.elapsed());
+                    return Some(Ok(started.elapsed()));
                 }
                 after = records.last().map(|r| r.seq).or(after);
-                if Instant::now() >= deadline {
-                    return Err(Failure::infrastructure(format!(
-                        "the kernel did not log status {status} within 10 s of the `mce` command"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+                None
+            });
+            logged.unwrap_or_else(|| {
+                Err(Failure::infrastructure(format!(
+                    "the kernel did not log status {status} within 10 s of the `mce` command"
+                )))
+            })
         });
         guest.shutdown();
         result
@@ -235,8 +241,12 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
     let mut guest = boot_guest(&spec(&args.guest, false)?)?;
     let mut measure = |naive: bool| {
         repeat(args.guest.runs, side_name(naive), |_| {
-            let kmsg_after = guest.kmsg_last().map_err(Failure::from)?;
-            let trace_after = last_trace_seq(&mut guest)?;
+            let mut counted = Counted {
+                kmsg_cursor: guest.kmsg_last().map_err(Failure::from)?,
+                trace_cursor: last_trace_seq(&mut guest)?,
+                kmsg_seen: 0,
+                trace_seen: 0,
+            };
             let started = Instant::now();
             if naive {
                 for i in 0..n {
@@ -247,7 +257,7 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
                     guest
                         .request("injecting through mce-inject", one, BURST_TIMEOUT)
                         .map_err(Failure::from)?;
-                    wait_counted(&mut guest, &status, kmsg_after, trace_after, i + 1)?;
+                    wait_counted(&mut guest, &status, &mut counted, i + 1)?;
                 }
             } else {
                 let burst = Request::Burst {
@@ -264,7 +274,7 @@ fn burst(args: &BurstArgs) -> Result<(), Failure> {
                     }
                     Err(e) => return Err(Failure::from(e)),
                 }
-                wait_counted(&mut guest, &status, kmsg_after, trace_after, n)?;
+                wait_counted(&mut guest, &status, &mut counted, n)?;
             }
             Ok(started.elapsed())
         })
@@ -293,43 +303,61 @@ fn last_trace_seq(guest: &mut Guest) -> Result<Option<u64>, Failure> {
     Ok(batch.last_seq())
 }
 
+/// What a burst's run has counted so far, and from where the next poll reads (each side reads
+/// every record once, however many polls it takes).
+struct Counted {
+    kmsg_cursor: Option<u64>,
+    trace_cursor: Option<u64>,
+    kmsg_seen: usize,
+    trace_seen: usize,
+}
+
 /// Waits until the kernel log shows `want` records with `status` and the trace as many
-/// `mce_record` events, both counted after the given cursors.
+/// `mce_record` events, both counted since the run's cursors.
 fn wait_counted(
     guest: &mut Guest,
     status: &str,
-    kmsg_after: Option<u64>,
-    trace_after: Option<u64>,
+    counted: &mut Counted,
     want: usize,
 ) -> Result<(), Failure> {
-    let mut deadline = Instant::now() + STALL;
-    let (mut kmsg_seen, mut trace_seen) = (0, 0);
-    let (mut kmsg_cursor, mut trace_cursor) = (kmsg_after, trace_after);
-    loop {
-        let records = guest.kmsg(kmsg_cursor).map_err(Failure::from)?;
-        kmsg_seen += records.iter().filter(|r| r.text.contains(status)).count();
-        kmsg_cursor = records.last().map(|r| r.seq).or(kmsg_cursor);
-        let batch = guest.trace(trace_cursor).map_err(Failure::from)?;
-        trace_seen += batch
+    // One poll: `Some(true)` when everything is counted, `Some(false)` on progress.
+    let mut poll = || -> Result<Option<bool>, Failure> {
+        let records = guest
+            .kmsg(counted.kmsg_cursor)
+            .map_err(Failure::from)?;
+        counted.kmsg_seen += records.iter().filter(|r| r.text.contains(status)).count();
+        counted.kmsg_cursor = records.last().map(|r| r.seq).or(counted.kmsg_cursor);
+        let batch = guest
+            .trace(counted.trace_cursor)
+            .map_err(Failure::from)?;
+        counted.trace_seen += batch
             .events
             .iter()
             .filter(|e| e.event == "mce_record")
             .count();
-        trace_cursor = batch.last_seq().or(trace_cursor);
-        if kmsg_seen >= want && trace_seen >= want {
-            return Ok(());
+        counted.trace_cursor = batch.last_seq().or(counted.trace_cursor);
+        if counted.kmsg_seen >= want && counted.trace_seen >= want {
+            return Ok(Some(true));
         }
-        if !records.is_empty() || !batch.events.is_empty() {
-            deadline = Instant::now() + STALL;
-        } else if Instant::now() >= deadline {
-            return Err(Failure::infrastructure(format!(
-                "nothing new for {} s: the kernel log shows {kmsg_seen} and the trace {trace_seen} \
-                 of {want} errors (a full record pool drops records: see the guest's console)",
-                STALL.as_secs()
-            )));
+        Ok((!records.is_empty() || !batch.events.is_empty()).then_some(false))
+    };
+    // Each stretch without progress has its own deadline.
+    loop {
+        let stretch = Deadline::after(STALL);
+        match wait_until(&stretch, Duration::from_millis(5), || poll().transpose()) {
+            Some(Ok(true)) => return Ok(()),
+            Some(Ok(false)) => continue,
+            Some(Err(e)) => return Err(e),
+            None => break,
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
+    Err(Failure::infrastructure(format!(
+        "nothing new for {} s: the kernel log shows {} and the trace {} of {want} errors (a \
+         full record pool drops records: see the guest's console)",
+        STALL.as_secs(),
+        counted.kmsg_seen,
+        counted.trace_seen,
+    )))
 }
 
 /// The suite in this process (so its peak RSS is rasdrill's alone: QEMU is a child), then the

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rasdrill_inject::guard::Allow;
 use rasdrill_inject::request::ExecuteError;
 use rasdrill_inject::{Payload, Request};
-use rasdrill_qemu::wait::settle;
+use rasdrill_qemu::wait::{settle, wait_until, Deadline};
 
 use super::plan::{self, Prepared};
 use super::Options;
@@ -26,6 +26,9 @@ const SETTLE_MAX: Duration = Duration::from_secs(5);
 pub const WAIT_MARGIN: Duration = Duration::from_secs(2);
 /// How many lines a failed wait quotes.
 const QUOTED_LINES: usize = 20;
+/// How often a `wait` step polls its collector. A wait ends as soon as its condition holds:
+/// what comes after (a decoder's further lines) is caught by the one settle before collection.
+const WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// Why a scenario did not finish, and whether its guest is still usable.
 #[derive(Debug)]
@@ -483,24 +486,30 @@ fn satisfied(until: &WaitFor, got: &Collected) -> bool {
     }
 }
 
-/// Polls one collector until the condition holds and its output has been quiet for a moment,
-/// or the deadline passes.
+/// Polls one collector until the condition holds, or the deadline passes.
 fn wait(w: &Wait, collectors: &mut [Box<dyn Collector>], place: &mut Place) -> Result<(), Trouble> {
     let collector = collectors
         .iter_mut()
         .find(|c| c.name() == w.collector)
         .expect("validation checked that wait names a collector");
-    let started = Instant::now();
+    let deadline = Deadline::after(w.timeout);
     // A frozen guest does not answer the poll under way at the deadline: the poll ends too.
-    place.end_requests_by(Some(started + w.timeout + WAIT_MARGIN));
-    let poll = || collector.collect(place.target()).map_err(Trouble::collect);
-    let settled = settle(w.timeout, QUIET, POLL, poll, |got| satisfied(&w.until, got));
+    place.end_requests_by(Some(Instant::now() + w.timeout + WAIT_MARGIN));
+    let mut last = Collected::default();
+    let ended = wait_until(&deadline, WAIT_POLL, || {
+        match collector.collect(place.target()) {
+            Ok(got) => {
+                let reached = satisfied(&w.until, &got);
+                last = got;
+                reached.then_some(Ok(()))
+            }
+            Err(e) => Some(Err(Trouble::collect(e))),
+        }
+    });
     place.end_requests_by(None);
-    let (last, reached) = settled?;
-    if reached {
-        Ok(())
-    } else {
-        Err(timed_out(w, started.elapsed(), &last))
+    match ended {
+        Some(result) => result,
+        None => Err(timed_out(w, deadline.elapsed(), &last)),
     }
 }
 
