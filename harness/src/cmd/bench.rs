@@ -198,9 +198,7 @@ fn ce_latency(args: &GuestArgs) -> Result<(), Failure> {
         let result = repeat(args.runs, side_name(naive), |_| {
             let mut after = guest.kmsg_last().map_err(Failure::from)?;
             let started = Instant::now();
-            guest
-                .inject_qemu(&record)
-                .map_err(Failure::from)?;
+            guest.inject_qemu(&record).map_err(Failure::from)?;
             let deadline = Deadline::after(Duration::from_secs(10));
             let logged = wait_until(&deadline, Duration::from_millis(2), || {
                 let records = match guest.kmsg(after) {
@@ -322,14 +320,10 @@ fn wait_counted(
 ) -> Result<(), Failure> {
     // One poll: `Some(true)` when everything is counted, `Some(false)` on progress.
     let mut poll = || -> Result<Option<bool>, Failure> {
-        let records = guest
-            .kmsg(counted.kmsg_cursor)
-            .map_err(Failure::from)?;
+        let records = guest.kmsg(counted.kmsg_cursor).map_err(Failure::from)?;
         counted.kmsg_seen += records.iter().filter(|r| r.text.contains(status)).count();
         counted.kmsg_cursor = records.last().map(|r| r.seq).or(counted.kmsg_cursor);
-        let batch = guest
-            .trace(counted.trace_cursor)
-            .map_err(Failure::from)?;
+        let batch = guest.trace(counted.trace_cursor).map_err(Failure::from)?;
         counted.trace_seen += batch
             .events
             .iter()
