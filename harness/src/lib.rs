@@ -17,5 +17,6 @@ mod profile;
 mod report;
 mod run;
 pub mod scenario;
+mod sources;
 mod stale;
 pub mod target;

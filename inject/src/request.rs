@@ -341,6 +341,20 @@ impl Request {
                  EINJ table not found`); use einj on a lab machine or a tree that stands in for \
                  one (--root, or target: local)",
             ),
+            (Payload::Hwpoison(_) | Payload::Aer(_), Place::Guest(_))
+                if !matches!(self.payload, Payload::Aer(AerRequest::Qemu(_))) =>
+            {
+                (
+                    GUEST,
+                    "rasdrill does not deliver it to guests yet (its agent runs only mce-inject); \
+                     use it on this machine or a tree that stands in for one",
+                )
+            }
+            (Payload::Aer(AerRequest::Qemu(_)), Place::Guest(_)) => (
+                GUEST,
+                "rasdrill does not send pcie_aer_inject_error yet: its guests have no PCIe root \
+                 port (QEMU's default machine is i440fx)",
+            ),
             (Payload::Aer(AerRequest::Qemu(_)), Place::Machine { .. }) => (
                 "this machine",
                 "a QEMU device id names a device of a guest (--guest); on this machine, or a \

@@ -19,10 +19,10 @@ use rasdrill_inject::{status, MceRecord, Payload, Place, Request, Via};
 use crate::cmd::guest_inject::{self, GuestInject};
 use crate::cmd::kernel::KernelArgs;
 use crate::cmd::records::read_records;
-use crate::cmd::sources::{AerArgs, EinjArgs, HwpoisonArgs};
 use crate::exit::Failure;
 use crate::guest::AccelChoice;
 use crate::profile::{Profile, DEFAULT_PROFILE};
+use crate::sources::{AerArgs, EinjArgs, HwpoisonArgs};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -47,8 +47,8 @@ Examples:
   # Poison page frame 0x12345 through hwpoison-inject's corrupt-pfn, then give it back:
   rasdrill inject --via hwpoison --pfn 0x12345 --allow-uncorrected
   rasdrill inject --via hwpoison --pfn 0x12345 --unpoison
-  # A guest process's page poisoned with madvise(MADV_HWPOISON): it is killed by SIGBUS:
-  rasdrill inject --guest --via hwpoison --madvise hwpoison
+  # A page of a child process poisoned with madvise(MADV_HWPOISON): it is killed by SIGBUS:
+  rasdrill inject --via hwpoison --madvise hwpoison --allow-uncorrected
   # A correctable AER error on PCI device 0000:00:1c.0 through the kernel's aer_inject:
   rasdrill inject --via aer --sbdf 0000:00:1c.0 --aer-error RCVR
 

@@ -7,7 +7,6 @@ pub mod inject;
 pub mod kernel;
 pub mod records;
 pub mod run;
-pub mod sources;
 
 use rasdrill_inject::mcelang;
 

@@ -473,3 +473,78 @@ fn a_file_that_is_not_utf8_is_refused_at_its_line_and_column() {
         "{text}"
     );
 }
+
+#[test]
+fn einj_hwpoison_and_aer_steps_build_their_requests() {
+    let text = r#"
+name: local-sources
+description: Each new source once, on a tree that stands in for a lab machine
+target: {local: {root: tree}}
+steps:
+  - inject: {via: einj, einj_type: 0x8, addr: 0x12345000}
+  - inject: {via: hwpoison, pfn: 0x12345, unpoison: true}
+  - inject: {via: aer, sbdf: "00:1c.0", aer_error: [RCVR, BAD_TLP], tlp_header: [1, 2, 3, 4]}
+"#;
+    let dir = dir_with(&[("local.yaml", text), ("tree/", "")]);
+    let s = load_file(&dir.path().join("local.yaml")).unwrap();
+    let payloads: Vec<&Payload> = s
+        .steps
+        .iter()
+        .map(|step| match &step.kind {
+            StepKind::Inject(p) => p,
+            _ => panic!("inject steps only"),
+        })
+        .collect();
+    let Payload::Einj(einj) = payloads[0] else {
+        panic!("einj")
+    };
+    assert_eq!(
+        einj.memory(),
+        Some((0x1234_5000, rasdrill_inject::einj::PAGE_MASK))
+    );
+    assert_eq!(
+        payloads[1],
+        &Payload::Hwpoison(rasdrill_inject::hwpoison::PoisonRequest::Unpoison { pfn: 0x12345 })
+    );
+    let Payload::Aer(rasdrill_inject::request::AerRequest::Kernel(aer)) = payloads[2] else {
+        panic!("the kernel's aer_inject")
+    };
+    assert_eq!(aer.device().to_string(), "0000:00:1c.0");
+    assert_eq!(aer.bytes()[8..12], 0x41u32.to_le_bytes());
+}
+
+#[test]
+fn bad_einj_hwpoison_and_aer_steps_are_explained() {
+    let text = r#"
+name: bad-sources
+description: What each new source refuses, found before anything runs
+target: local
+steps:
+  - inject: {via: einj, einj_type: 0x18, addr: 0x1000}
+  - inject: {via: einj, einj_type: 0x8, pfn: 1}
+  - inject: {via: hwpoison, madvise: hwpoison, offline: soft}
+  - inject: {via: hwpoison, madvise: sideways}
+  - inject: {via: aer, qdev: rp0, aer_error: RCVR}
+  - inject: {via: aer, sbdf: "00:20.0", aer_error: RCVR}
+  - inject: {via: aer, sbdf: "00:1c.0", aer_error: RCVR, tlp_header: [1, 2]}
+"#;
+    insta::assert_snapshot!(invalid("scenarios/bad-sources.yaml", text));
+}
+
+#[test]
+fn a_guest_takes_no_einj() {
+    let text = r#"
+name: guest-einj
+description: EINJ in a guest, which has no EINJ table
+machine: {profile: intel-skx}
+steps:
+  - inject: {via: einj, einj_type: 0x8, addr: 0x12345000}
+"#;
+    let e = invalid("scenarios/guest-einj.yaml", text);
+    assert!(
+        e.contains(
+            "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table"
+        ),
+        "{e}"
+    );
+}

@@ -264,20 +264,31 @@ fn einj_bad_input_is_refused_before_any_write() {
 
 /// The planner refuses a method that cannot reach a guest before anything boots.
 #[test]
-fn einj_in_a_guest_is_refused_before_it_boots() {
-    let out = rasdrill()
-        .args(["inject", "--guest", "--via", "einj", "--einj-type", "0x8"])
-        .args(["--addr", "0x12345000"])
-        .output()
-        .unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(
-            "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table"
+fn sources_a_guest_cannot_take_are_refused_before_it_boots() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--via", "einj", "--einj-type", "0x8", "--addr", "0x12345000"],
+            "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table",
         ),
-        "{stderr}"
-    );
+        (
+            &["--via", "hwpoison", "--madvise", "hwpoison"],
+            "via hwpoison cannot inject into a QEMU guest: rasdrill does not deliver it to guests yet",
+        ),
+        (
+            &["--via", "aer", "--qdev", "rp0", "--aer-error", "DLP"],
+            "via aer cannot inject into a QEMU guest: rasdrill does not send pcie_aer_inject_error yet",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = rasdrill()
+            .args(["inject", "--guest"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

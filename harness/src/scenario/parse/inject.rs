@@ -22,13 +22,30 @@ const INJECT_KEYS: &[&str] = &[
     "ecc_vector",
     "access",
     "fake_inject",
+    "einj_type",
+    "mask",
+    "apic",
+    "sbdf",
+    "notrigger",
+    "pfn",
+    "unpoison",
+    "madvise",
+    "offline",
+    "aer_error",
+    "correctable",
+    "qdev",
+    "advisory",
+    "tlp_header",
 ];
 const STATUS_KEYS: &[&str] = &["bits", "mca_code", "model_code"];
 const FAKE_INJECT_KEYS: &[&str] = &[
     "branch", "channel", "slot", "csrow", "memory", "ue", "count",
 ];
 
+use rasdrill_inject::einj::Sbdf;
 use rasdrill_inject::request::{Request, Via};
+
+use crate::sources::{AerArgs, EinjArgs, HwpoisonArgs, MadviseArg, OfflineArg};
 
 /// The keys an inject step may have with this `via`.
 fn keys(via: Via) -> &'static [&'static str] {
@@ -56,7 +73,25 @@ fn keys(via: Via) -> &'static [&'static str] {
             "access",
             "fake_inject",
         ],
-        Via::Einj | Via::Hwpoison | Via::Aer => &["via"],
+        Via::Einj => &[
+            "via",
+            "einj_type",
+            "addr",
+            "mask",
+            "apic",
+            "sbdf",
+            "notrigger",
+        ],
+        Via::Hwpoison => &["via", "pfn", "unpoison", "madvise", "offline", "addr"],
+        Via::Aer => &[
+            "via",
+            "aer_error",
+            "correctable",
+            "qdev",
+            "sbdf",
+            "advisory",
+            "tlp_header",
+        ],
     }
 }
 
@@ -70,7 +105,8 @@ fn why_not(via: Via, key: &str) -> &'static str {
         }
         (Via::Debugfs, "broadcast") => "only QEMU's mce command broadcasts (-b)",
         (Via::Edac, _) => "via: edac injects DRAM accesses, not MCE records",
-        _ => "it belongs to via: edac",
+        (Via::Einj | Via::Hwpoison | Via::Aer, _) => "it belongs to another via",
+        _ => "it belongs to another via (edac, einj, hwpoison or aer)",
     }
 }
 
@@ -88,9 +124,12 @@ pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Op
         ("qemu", Via::Qemu),
         ("debugfs", Via::Debugfs),
         ("edac", Via::Edac),
+        ("einj", Via::Einj),
+        ("hwpoison", Via::Hwpoison),
+        ("aer", Via::Aer),
     ];
     let via = f
-        .require("via", "qemu, debugfs or edac", p)
+        .require("via", "qemu, debugfs, edac, einj, hwpoison or aer", p)
         .and_then(|n| one_of(n, &f.child("via"), &via_choices, p));
     let Some(via) = via else {
         // Without a valid `via`, the other keys cannot be judged: only unknown ones are reported.
@@ -134,7 +173,7 @@ pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Op
                 _ => (None, Source::Inline),
             }
         }
-        Via::Einj | Via::Hwpoison | Via::Aer => (None, Source::Inline),
+        Via::Einj | Via::Hwpoison | Via::Aer => (source(via, &mut f, p), Source::Inline),
     };
     // The planner judges the request against its place: which method fits, each record.
     if let (Some(payload), Some(place)) = (&payload, &ctx.place) {
@@ -406,6 +445,140 @@ fn fake_inject(node: &Node, path: &str, mc: u32, p: &mut Problems) -> Option<Fak
         Ok(fake) => Some(fake),
         Err(e) => {
             p.add(node.loc, path, e.to_string());
+            None
+        }
+    }
+}
+
+/// An EINJ, hwpoison or AER step: its keys become the source's options, whose rules
+/// (`crate::sources`) are the command line's.
+fn source(via: Via, f: &mut Fields, p: &mut Problems) -> Option<Payload> {
+    let mut ok = true;
+    let mut num = |key: &str, f: &mut Fields, p: &mut Problems| -> Option<u64> {
+        let n = f.take(key)?;
+        let v = number(n, &f.child(key), p);
+        ok &= v.is_some();
+        v
+    };
+    let addr = num("addr", f, p);
+    let einj_type = num("einj_type", f, p);
+    let mask = num("mask", f, p);
+    let apic = num("apic", f, p);
+    let pfn = num("pfn", f, p);
+    let mut flag = |key: &str, f: &mut Fields, p: &mut Problems| -> bool {
+        match f.take(key) {
+            Some(n) => boolean(n, &f.child(key), p).unwrap_or_else(|| {
+                ok = false;
+                false
+            }),
+            None => false,
+        }
+    };
+    let notrigger = flag("notrigger", f, p);
+    let unpoison = flag("unpoison", f, p);
+    let correctable = flag("correctable", f, p);
+    let advisory = flag("advisory", f, p);
+    let mut text = |key: &str, f: &mut Fields, p: &mut Problems| -> Option<String> {
+        let n = f.take(key)?;
+        let v = string(n, &f.child(key), p);
+        ok &= v.is_some();
+        v
+    };
+    let sbdf_text = text("sbdf", f, p);
+    let qdev = text("qdev", f, p);
+    let sbdf = sbdf_text.and_then(|s| match Sbdf::parse(&s) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let loc = f.value_loc("sbdf").unwrap_or(f.loc());
+            p.add(loc, &f.child("sbdf"), e.to_string());
+            ok = false;
+            None
+        }
+    });
+    let madvise = f.take("madvise").and_then(|n| {
+        let choices = [
+            ("hwpoison", MadviseArg::Hwpoison),
+            ("soft-offline", MadviseArg::SoftOffline),
+        ];
+        let v = one_of(n, &f.child("madvise"), &choices, p);
+        ok &= v.is_some();
+        v
+    });
+    let offline = f.take("offline").and_then(|n| {
+        let choices = [("hard", OfflineArg::Hard), ("soft", OfflineArg::Soft)];
+        let v = one_of(n, &f.child("offline"), &choices, p);
+        ok &= v.is_some();
+        v
+    });
+    let aer_error = match f.take("aer_error") {
+        Some(n) if matches!(n.value, Value::Seq(_)) => string_items(n, &f.child("aer_error"), p)
+            .map(|v| v.into_iter().map(|(s, _)| s).collect()),
+        Some(n) => string(n, &f.child("aer_error"), p).map(|s| vec![s]),
+        None => Some(Vec::new()),
+    };
+    let tlp_header = match f.take("tlp_header") {
+        Some(n) => tlp_header(n, &f.child("tlp_header"), p).map(Some),
+        None => Some(None),
+    };
+    let (Some(aer_error), Some(tlp_header), true) = (aer_error, tlp_header, ok) else {
+        return None;
+    };
+    let u32_of = |v: Option<u64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    let built = match via {
+        Via::Einj => EinjArgs {
+            einj_type,
+            mask,
+            apic: u32_of(apic),
+            sbdf,
+            notrigger,
+        }
+        .request(addr)
+        .map(Payload::Einj),
+        Via::Hwpoison => HwpoisonArgs {
+            pfn,
+            unpoison,
+            filter_dev: None,
+            filter_flags: None,
+            filter_memcg: None,
+            madvise,
+            offline,
+        }
+        .request(addr)
+        .map(Payload::Hwpoison),
+        _ => AerArgs {
+            aer_error,
+            correctable,
+            qdev,
+            advisory,
+            tlp_header,
+            tlp_prefix: None,
+        }
+        .request(sbdf)
+        .map(Payload::Aer),
+    };
+    match built {
+        Ok(payload) => Some(payload),
+        Err(e) => {
+            p.add(f.loc(), f.path(), e.to_string());
+            None
+        }
+    }
+}
+
+/// A TLP header log: a list of 4 numbers of 32 bits.
+fn tlp_header(node: &Node, path: &str, p: &mut Problems) -> Option<[u32; 4]> {
+    let mut words = Vec::new();
+    for (ipath, item) in items(node, path, p)? {
+        words.push(u32::try_from(number_in(item, &ipath, 0, u64::from(u32::MAX), p)?).ok()?);
+    }
+    match <[u32; 4]>::try_from(words) {
+        Ok(w) => Some(w),
+        Err(w) => {
+            p.add(
+                node.loc,
+                path,
+                format!("a TLP header log is 4 words, found {}", w.len()),
+            );
             None
         }
     }

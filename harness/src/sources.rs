@@ -1,4 +1,4 @@
-//! `rasdrill inject`'s options for the error sources besides machine checks and EDAC: ACPI EINJ,
+//! The options of the error sources (`rasdrill inject`'s flags, and a scenario step's keys) for the error sources besides machine checks and EDAC: ACPI EINJ,
 //! memory poisoning (hwpoison) and PCIe AER. Each group builds its part of the one request; the
 //! planner (`rasdrill_inject::request`) decides where it fits.
 
@@ -20,13 +20,13 @@ fn first(flags: &[(bool, &'static str)]) -> Option<&'static str> {
 #[command(next_help_heading = "EINJ (--via einj)")]
 pub struct EinjArgs {
     /// The error type, one bit as available_error_type lists it (0x8: memory correctable)
-    #[arg(long, value_name = "TYPE", value_parser = super::number)]
+    #[arg(long, value_name = "TYPE", value_parser = number)]
     pub einj_type: Option<u64>,
     /// The address mask (default: the page, 0xfffffffffffff000)
-    #[arg(long, value_parser = super::number)]
+    #[arg(long, value_parser = number)]
     pub mask: Option<u64>,
     /// A processor target: the APIC id
-    #[arg(long, value_parser = super::number_u32)]
+    #[arg(long, value_parser = number_u32)]
     pub apic: Option<u32>,
     /// A PCIe target (and the device for --via aer): SSSS:BB:DD.F or BB:DD.F, as lspci prints
     #[arg(long, value_name = "SBDF", value_parser = sbdf)]
@@ -87,7 +87,7 @@ pub enum OfflineArg {
 #[command(next_help_heading = "hwpoison (--via hwpoison)")]
 pub struct HwpoisonArgs {
     /// Poison this page frame through hwpoison-inject's corrupt-pfn (module hwpoison_inject)
-    #[arg(long, value_parser = super::number)]
+    #[arg(long, value_parser = number)]
     pub pfn: Option<u64>,
     /// Unpoison --pfn instead (unpoison-pfn; only pages poisoned by software)
     #[arg(long, requires = "pfn")]
@@ -99,7 +99,7 @@ pub struct HwpoisonArgs {
     #[arg(long, value_name = "MASK:VALUE", value_parser = flags, requires = "pfn")]
     pub filter_flags: Option<(u64, u64)>,
     /// corrupt-pfn: only pages of the memory cgroup with this inode number
-    #[arg(long, value_name = "INODE", value_parser = super::number, requires = "pfn")]
+    #[arg(long, value_name = "INODE", value_parser = number, requires = "pfn")]
     pub filter_memcg: Option<u64>,
     /// A child process maps a page, writes it, calls madvise with this advice and reads it back
     #[arg(long, value_enum, value_name = "ADVICE")]
@@ -272,22 +272,32 @@ fn dev(s: &str) -> Result<(u32, u32), String> {
     let (major, minor) = s
         .split_once(':')
         .ok_or_else(|| format!("`{s}` is not MAJOR:MINOR, e.g. 8:1"))?;
-    Ok((super::number_u32(major)?, super::number_u32(minor)?))
+    Ok((number_u32(major)?, number_u32(minor)?))
 }
 
 fn flags(s: &str) -> Result<(u64, u64), String> {
     let (mask, value) = s
         .split_once(':')
         .ok_or_else(|| format!("`{s}` is not MASK:VALUE, e.g. 0x20:0x20"))?;
-    Ok((super::number(mask)?, super::number(value)?))
+    Ok((number(mask)?, number(value)?))
 }
 
 fn words(s: &str) -> Result<[u32; 4], String> {
     let words = s
         .split(',')
-        .map(|w| super::number_u32(w.trim()))
+        .map(|w| number_u32(w.trim()))
         .collect::<Result<Vec<_>, _>>()?;
     words
         .try_into()
         .map_err(|w: Vec<u32>| format!("`{s}` has {} words: give 4, comma-separated", w.len()))
+}
+
+/// C-style numbers (`42`, `0x2a`), as the mce-inject language reads them.
+fn number(s: &str) -> Result<u64, String> {
+    rasdrill_inject::mcelang::parse_number(s)
+}
+
+fn number_u32(s: &str) -> Result<u32, String> {
+    let v = number(s)?;
+    u32::try_from(v).map_err(|_| format!("{s} is too large: at most {}", u32::MAX))
 }
