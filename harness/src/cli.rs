@@ -9,7 +9,8 @@ use crate::cmd::inject::{self, InjectArgs};
 use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
 use crate::cmd::run::{self as run_cmd, RunArgs};
-use crate::exit::{self, Failure};
+use crate::exit::{self, Code, Failure};
+use rasdrill_qemu::interrupt;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -67,7 +68,33 @@ pub fn run() -> Result<(), Failure> {
         return agent();
     }
     rasdrill_qemu::process::install_cleanup_handlers();
-    dispatch(Cli::parse())
+    let cli = Cli::parse();
+    if cleans_up_after_a_signal(&cli.command) {
+        interrupt::cooperate();
+    }
+    let result = dispatch(cli);
+    match interrupt::requested() {
+        // What failed after the signal (a killed guest) is its consequence, not news.
+        Some(signal) => match result {
+            Err(f) if f.code == Code::for_signal(signal) => Err(f),
+            _ => Err(Failure::interrupted(
+                signal,
+                format!("interrupted by {}", interrupt::name(signal)),
+            )),
+        },
+        None => result,
+    }
+}
+
+/// The commands that boot guests or start daemons stop cleanly on a first SIGINT or SIGTERM:
+/// QEMU killed, daemons stopped, temporary directories removed, reports written. The others
+/// end at once.
+fn cleans_up_after_a_signal(command: &Command) -> bool {
+    match command {
+        Command::Run(_) | Command::Bench(_) => true,
+        Command::Inject(args) => args.guest.is_some(),
+        _ => false,
+    }
 }
 
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {

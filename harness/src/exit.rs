@@ -24,9 +24,26 @@ pub enum Code {
     GoldenMismatch = 3,
     /// The machinery failed: a kernel write, the lock, QEMU, a guest.
     Infrastructure = 4,
+    /// SIGHUP stopped a run, `inject --guest` or `bench` after it cleaned up (128 + 1).
+    HungUp = 129,
+    /// SIGINT (Ctrl-C) stopped it, after cleaning up (128 + 2): a second Ctrl-C ends at once.
+    Interrupted = 130,
     /// Standard output was closed by its reader (`| head -1`): stop quietly with the status a
     /// shell reports for coreutils killed by SIGPIPE (128 + 13).
     OutputClosed = 141,
+    /// SIGTERM stopped it, after cleaning up (128 + 15).
+    Terminated = 143,
+}
+
+impl Code {
+    /// The shell's 128 + signal for the signals rasdrill stops cleanly on.
+    pub fn for_signal(signal: i32) -> Code {
+        match signal {
+            libc::SIGHUP => Code::HungUp,
+            libc::SIGTERM => Code::Terminated,
+            _ => Code::Interrupted,
+        }
+    }
 }
 
 impl From<Code> for ExitCode {
@@ -43,6 +60,8 @@ Exit codes:
   2  bad input or refused (usage, record, guard, preflight); nothing was changed
   3  decoded output differs from its golden file
   4  infrastructure failure (a kernel write, the lock held by another rasdrill, QEMU)
+  130  interrupted by SIGINT (Ctrl-C): QEMU and daemons stopped, temporary files removed, reports
+       of what ran written; a second Ctrl-C ends at once (143 for SIGTERM, 129 for SIGHUP)
   141  standard output was closed by its reader (as coreutils killed by SIGPIPE); nothing is printed";
 
 /// A command's failure: printed once by main as `error: <message>`, then the process exits with `code`.
@@ -66,6 +85,11 @@ impl Failure {
 
     pub fn infrastructure(message: impl fmt::Display) -> Self {
         Self::new(Code::Infrastructure, message)
+    }
+
+    /// The failure of a command a signal stopped.
+    pub fn interrupted(signal: i32, message: impl fmt::Display) -> Self {
+        Self::new(Code::for_signal(signal), message)
     }
 
     /// Whether main should say nothing: the only reader of the output has gone.

@@ -4,7 +4,8 @@
 //!   one `kill(-pgid, SIGKILL)` takes QEMU and anything it started.
 //! - [`QemuProcess`] kills the group and reaps it on drop, whatever path leads there.
 //! - Every live group is in a process-wide registry; [`install_cleanup_handlers`] makes
-//!   SIGINT, SIGTERM, SIGHUP and panics kill them all.
+//!   SIGINT, SIGTERM, SIGHUP and panics kill them all. After the first signal a cooperative
+//!   program goes on to clean up ([`crate::interrupt`]), and no new QEMU starts.
 //! - `PR_SET_PDEATHSIG(SIGKILL)` covers what no handler can: rasdrill itself being SIGKILLed.
 //!   The kernel sends that signal when the *thread* that spawned QEMU exits, not the process,
 //!   so spawn from a thread that lives as long as the guest (the main thread, typically).
@@ -50,6 +51,8 @@ pub enum ProcessError {
     },
     #[error("more than {SLOTS} QEMU processes at once: the cleanup registry is full")]
     TooMany,
+    #[error("not starting {program}: rasdrill was asked to stop ({})", crate::interrupt::name(*.signal))]
+    Interrupted { program: String, signal: i32 },
 }
 
 /// A running (or finished, not yet dropped) QEMU process and its process group.
@@ -77,6 +80,13 @@ impl QemuProcess {
     /// long-lived thread (see the module docs on PR_SET_PDEATHSIG).
     pub fn spawn(program: &Path, args: &[String]) -> Result<QemuProcess, ProcessError> {
         let name = program.display().to_string();
+        let interrupted = |program: String| {
+            crate::interrupt::requested()
+                .map(|signal| ProcessError::Interrupted { program, signal })
+        };
+        if let Some(e) = interrupted(name.clone()) {
+            return Err(e);
+        }
         let mut command = Command::new(program);
         command
             .args(args)
@@ -124,6 +134,11 @@ impl QemuProcess {
         if process.slot.is_none() {
             let _ = process.kill();
             return Err(ProcessError::TooMany);
+        }
+        // A signal between the check above and the registration killed nothing of this one.
+        if let Some(e) = interrupted(process.program.clone()) {
+            let _ = process.kill();
+            return Err(e);
         }
         Ok(process)
     }
@@ -313,23 +328,52 @@ impl Tail {
 /// signal handler reads them and may take no lock.
 const SLOTS: usize = 64;
 static LIVE_GROUPS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+/// Process groups of the other programs rasdrill runs here (a local collector's commands and
+/// daemons): a cooperative program stops them itself after a first signal; a second one, or a
+/// panic, kills them.
+static HELPER_GROUPS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 
-fn register(pgid: i32) -> Option<usize> {
-    LIVE_GROUPS.iter().position(|slot| {
+fn register_in(slots: &[AtomicI32; SLOTS], pgid: i32) -> Option<usize> {
+    slots.iter().position(|slot| {
         slot.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     })
+}
+
+fn register(pgid: i32) -> Option<usize> {
+    register_in(&LIVE_GROUPS, pgid)
 }
 
 fn unregister(slot: usize) {
     LIVE_GROUPS[slot].store(0, Ordering::SeqCst);
 }
 
-/// Sends SIGKILL to every registered QEMU process group; returns how many there were.
+/// A helper's process group in the cleanup registry, until dropped (drop it when the group's
+/// leader is reaped: its id may then be reused).
+#[derive(Debug)]
+pub struct HelperGroup(Option<usize>);
+
+impl HelperGroup {
+    /// Registers `pgid`; a full registry registers nothing (the helper is stopped as usual,
+    /// only not by a second signal).
+    pub fn register(pgid: u32) -> HelperGroup {
+        HelperGroup(register_in(&HELPER_GROUPS, pgid as i32))
+    }
+}
+
+impl Drop for HelperGroup {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            HELPER_GROUPS[slot].store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sends SIGKILL to every registered process group in `slots`; returns how many there were.
 /// Async-signal-safe: atomics and kill(2) only.
-pub fn kill_all_registered() -> usize {
+fn kill_groups(slots: &[AtomicI32; SLOTS]) -> usize {
     let mut killed = 0;
-    for slot in &LIVE_GROUPS {
+    for slot in slots {
         let pgid = slot.load(Ordering::SeqCst);
         if pgid > 0 {
             // SAFETY: kill(2) has no memory-safety preconditions.
@@ -340,22 +384,37 @@ pub fn kill_all_registered() -> usize {
     killed
 }
 
-extern "C" fn on_fatal_signal(signal: libc::c_int) {
-    kill_all_registered();
+/// Sends SIGKILL to every registered QEMU and helper process group; returns how many there
+/// were. Async-signal-safe: atomics and kill(2) only.
+pub fn kill_all_registered() -> usize {
+    kill_groups(&LIVE_GROUPS) + kill_groups(&HELPER_GROUPS)
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // The guests are lost with the run either way: killing them now ends every wait on them.
+    kill_groups(&LIVE_GROUPS);
+    if crate::interrupt::record(signal) {
+        // A cooperative program stops its helpers, cleans up and exits by itself.
+        return;
+    }
+    kill_groups(&HELPER_GROUPS);
     // SAFETY: _exit is async-signal-safe; the usual shell convention 128 + signal number.
     unsafe { libc::_exit(128 + signal) };
 }
 
 /// For a program (not a library, not a test harness): on SIGINT, SIGTERM or SIGHUP, kill every
-/// registered QEMU group and exit with 130, 143 or 129; on a panic, kill them all before the
-/// previous panic hook runs (the guests are lost with the run either way). Idempotent.
+/// registered QEMU group; then exit with 130, 143 or 129, unless the program is cooperative
+/// ([`crate::interrupt::cooperate`]) and this is the first signal. On a panic, kill them all
+/// before the previous panic hook runs (the guests are lost with the run either way).
+/// Idempotent.
 pub fn install_cleanup_handlers() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
         let action = SigAction::new(
-            SigHandler::Handler(on_fatal_signal),
-            SaFlags::empty(),
+            SigHandler::Handler(on_signal),
+            // A cooperative program carries on after the handler: restart what it interrupted.
+            SaFlags::SA_RESTART,
             SigSet::empty(),
         );
         for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

@@ -75,7 +75,8 @@ pub fn connect_until(path: &Path, deadline: &Deadline) -> io::Result<UnixStream>
 /// Polls until `done` holds for what `poll` returns and the value has then stayed unchanged for
 /// `quiet`, or until `timeout` passes. Returns the last value and whether `done` was reached.
 /// For output that arrives in bursts (a decoder printing several lines from a work queue after
-/// the event it decodes): it is complete once it stops changing.
+/// the event it decodes): it is complete once it stops changing. A signal that asks the program
+/// to stop ([`crate::interrupt`]) ends it at once, as the deadline would.
 pub fn settle<T: PartialEq, E>(
     timeout: Duration,
     quiet: Duration,
@@ -97,7 +98,7 @@ pub fn settle<T: PartialEq, E>(
                 _ => reached_at = Some(now),
             }
         }
-        if deadline.expired() {
+        if deadline.expired() || crate::interrupt::requested().is_some() {
             return Ok((got, reached_at.is_some()));
         }
         last = Some(got);

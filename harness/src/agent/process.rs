@@ -5,7 +5,7 @@
 //! Our own children are waited for through `std::process::Child`; orphans re-parented to
 //! PID 1 are reaped by [`Children::reap_orphans`], which skips the pids we wait for ourselves.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -19,12 +19,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use rasdrill_qemu::interrupt;
+use rasdrill_qemu::process::HelperGroup;
 use rasdrill_qemu::wait::{wait_until, Deadline};
 
 use super::protocol::{ExitInfo, RunOutput, RunSpec, SpawnSpec, Spawned};
 
 /// How long a killed command may take to die before we give up on it.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How often a running command looks for a signal asking rasdrill to stop.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// A command could not be run or signalled.
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +63,15 @@ pub enum ProcessError {
     OutputFile { path: PathBuf, source: io::Error },
 }
 
-/// The pids we wait for ourselves, so the orphan reaper leaves them alone.
+/// The pids we wait for ourselves, so the orphan reaper leaves them alone; each one's process
+/// group is in the cleanup registry (a second Ctrl-C kills them) while it is ours.
 #[derive(Debug, Clone, Default)]
 pub struct Children {
-    ours: Arc<Mutex<HashSet<u32>>>,
+    ours: Arc<Mutex<HashMap<u32, HelperGroup>>>,
 }
 
 impl Children {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, HelperGroup>> {
         self.ours.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -74,7 +79,7 @@ impl Children {
     fn spawn(&self, command: &mut Command) -> io::Result<Child> {
         let mut ours = self.lock();
         let child = command.process_group(0).spawn()?;
-        ours.insert(child.id());
+        ours.insert(child.id(), HelperGroup::register(child.id()));
         Ok(child)
     }
 
@@ -99,7 +104,7 @@ impl Children {
             else {
                 continue;
             };
-            if ours.contains(&pid) {
+            if ours.contains_key(&pid) {
                 continue;
             }
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -192,8 +197,11 @@ impl Capture {
 }
 
 /// Runs a command to completion; on timeout kills its process group and returns what it printed.
+/// A signal asking rasdrill to stop ([`rasdrill_qemu::interrupt`]) ends it as a timeout would,
+/// unless the command began after the signal (cleanup: it runs to its own deadline).
 pub fn run(children: &Children, spec: &RunSpec) -> Result<RunOutput, ProcessError> {
     let started = Instant::now();
+    let interruptible = interrupt::requested().is_none();
     let deadline = started + Duration::from_millis(spec.timeout_ms);
     let program = spec.argv.first().cloned().unwrap_or_default();
     let mut command = command(&spec.argv, &spec.env, spec.cwd.as_deref())?;
@@ -223,10 +231,27 @@ pub fn run(children: &Children, spec: &RunSpec) -> Result<RunOutput, ProcessErro
         let _ = tx.send(child.wait());
     });
 
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let (status, timed_out) = match exited.recv_timeout(remaining) {
-        Ok(status) => (status, false),
-        Err(_) => {
+    // Ends by the deadline, or sooner when a signal asks rasdrill to stop (`None`: kill it).
+    let exited_by_deadline = || loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let stop = interruptible && interrupt::requested().is_some();
+        if remaining.is_zero() || stop {
+            return None;
+        }
+        let slice = if interruptible {
+            remaining.min(INTERRUPT_POLL)
+        } else {
+            remaining
+        };
+        match exited.recv_timeout(slice) {
+            Ok(status) => return Some(status),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    };
+    let (status, timed_out) = match exited_by_deadline() {
+        Some(status) => (status, false),
+        None => {
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             match exited.recv_timeout(KILL_GRACE) {
                 Ok(status) => (status, true),
@@ -362,6 +387,20 @@ impl Daemons {
         }
     }
 }
+
+/// Daemons still running when their owner goes (a scenario that failed or was interrupted
+/// before its collectors stopped them) are stopped as `Kill` would: SIGTERM, then SIGKILL.
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for (_, mut daemon) in self.running.drain() {
+            let _ = stop(&mut daemon.child, Signal::SIGTERM, DROP_GRACE);
+            self.children.forget(daemon.child.id());
+        }
+    }
+}
+
+/// How long a daemon stopped on drop has between SIGTERM and SIGKILL.
+const DROP_GRACE: Duration = Duration::from_secs(2);
 
 /// Sends `signal` to the child's process group and waits up to `grace`, then SIGKILLs the
 /// group and waits [`KILL_GRACE`] more; `None` if it still lives. A child that had already

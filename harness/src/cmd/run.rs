@@ -216,6 +216,20 @@ fn pinning(release: &str) -> String {
 }
 
 pub fn verdict(report: &RunReport) -> Result<(), Failure> {
+    if let Some(signal) = report.interrupted {
+        let ran = report.results.len();
+        let name = rasdrill_qemu::interrupt::name(signal);
+        return Err(Failure::interrupted(
+            signal,
+            match ran {
+                0 => format!("interrupted by {name} before any scenario ran"),
+                _ => format!(
+                    "interrupted by {name}: {ran} scenario{} ran, the last one cut short",
+                    if ran == 1 { "" } else { "s" }
+                ),
+            },
+        ));
+    }
     let code = report.exit_code();
     if code == Code::Success {
         return Ok(());

@@ -9,6 +9,9 @@ use crate::golden::Verdict;
 struct Run<'a> {
     result: &'static str,
     exit_code: u8,
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`): the scenarios are what ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<String>,
     duration_s: f64,
     counts: Counts,
     scenarios: Vec<Scenario<'a>>,
@@ -62,6 +65,7 @@ pub(super) fn render(report: &RunReport) -> serde_json::Value {
     let run = Run {
         result: report.outcome().as_str(),
         exit_code: report.exit_code() as u8,
+        interrupted: report.interrupted.map(rasdrill_qemu::interrupt::name),
         duration_s: report.duration.as_secs_f64(),
         counts: Counts {
             passed: report.count(Outcome::Passed),

@@ -45,7 +45,9 @@ fn testcase(out: &mut String, r: &ScenarioResult) {
         Outcome::Failed | Outcome::GoldenMismatch | Outcome::Findings => {
             ("failure", r.outcome().as_str())
         }
-        Outcome::BadInput | Outcome::Infrastructure => ("error", r.outcome().as_str()),
+        Outcome::BadInput | Outcome::Infrastructure | Outcome::Interrupted => {
+            ("error", r.outcome().as_str())
+        }
     };
     out.push_str(">\n");
     let (message, body) = failure_text(r);

@@ -65,6 +65,8 @@ pub enum FailureKind {
     BadInput,
     /// The machinery failed: QEMU, the guest agent, a kernel write.
     Infrastructure,
+    /// A signal (Ctrl-C, SIGTERM) stopped it.
+    Interrupted,
 }
 
 /// One collector's output compared with its golden file.
@@ -89,6 +91,8 @@ pub enum Outcome {
     Failed,
     Infrastructure,
     BadInput,
+    /// Stopped by a signal: the run is incomplete, whatever else happened.
+    Interrupted,
 }
 
 impl Outcome {
@@ -100,6 +104,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Infrastructure => "infrastructure",
             Outcome::BadInput => "bad-input",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
@@ -112,6 +117,7 @@ impl Outcome {
             Outcome::Failed => Code::Failed,
             Outcome::Infrastructure => Code::Infrastructure,
             Outcome::BadInput => Code::BadInput,
+            Outcome::Interrupted => Code::Interrupted,
         }
     }
 }
@@ -123,6 +129,7 @@ impl ScenarioResult {
                 FailureKind::Failed => Outcome::Failed,
                 FailureKind::BadInput => Outcome::BadInput,
                 FailureKind::Infrastructure => Outcome::Infrastructure,
+                FailureKind::Interrupted => Outcome::Interrupted,
             },
             None if self.oracle.as_ref().is_some_and(|v| !v.passed()) => Outcome::Findings,
             None if self.goldens.iter().all(|g| g.verdict.passed()) => Outcome::Passed,
@@ -136,6 +143,8 @@ impl ScenarioResult {
 pub struct RunReport {
     pub results: Vec<ScenarioResult>,
     pub duration: Duration,
+    /// The signal that stopped the run early, if one did: `results` holds what ran.
+    pub interrupted: Option<i32>,
 }
 
 impl RunReport {
@@ -150,8 +159,12 @@ impl RunReport {
             .unwrap_or(Outcome::Passed)
     }
 
+    /// The outcome's code; after a signal, 128 + the signal (130, 143, 129).
     pub fn exit_code(&self) -> Code {
-        self.outcome().code()
+        match self.interrupted {
+            Some(signal) => Code::for_signal(signal),
+            None => self.outcome().code(),
+        }
     }
 
     /// How many scenarios ended with `outcome`.

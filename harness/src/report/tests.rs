@@ -35,6 +35,7 @@ const DIFF: &str = "first difference at golden/amd-ce__kmsg.snap:13\n\
 
 fn sample() -> RunReport {
     RunReport {
+        interrupted: None,
         results: vec![
             result("amd-ce", None, vec![matched("kmsg"), matched("trace")]),
             result(
@@ -241,6 +242,7 @@ fn oracle_findings_fail_the_scenario_and_are_reported() {
     let report = RunReport {
         results: vec![r.clone()],
         duration: ms(1000),
+        interrupted: None,
     };
     assert_eq!(report.exit_code(), Code::Failed);
     let junit = report.junit();

@@ -7,7 +7,14 @@
 //!
 //! One scenario, on its target ([`scenario::run`]): start the collectors, run the steps, let the
 //! output settle, collect, stop the collectors, normalise, compare with the golden files.
+//!
+//! A first SIGINT or SIGTERM ([`rasdrill_qemu::interrupt`]) ends the run cleanly: the scenario
+//! under way stops after its current step (its guest is already killed), stops its collectors
+//! and compares nothing; it is reported as interrupted, no other scenario starts, and the
+//! report holds what ran.
 
+#[cfg(test)]
+mod load_tests;
 pub mod plan;
 mod scenario;
 
@@ -15,6 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rasdrill_inject::guard::Allow;
+use rasdrill_qemu::interrupt;
 use rasdrill_qemu::kernel::Kernel;
 
 use crate::collect::rasdaemon_build::RasdaemonBuild;
@@ -59,7 +67,7 @@ pub enum GuestReuse {
     Naive,
 }
 
-/// Runs validated scenarios and reports every result; never stops early.
+/// Runs validated scenarios and reports every result; stops early only when a signal asks it to.
 pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> RunReport {
     let started = Instant::now();
     sink.event(&Event::RunStarted {
@@ -80,13 +88,19 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
     let total = units.iter().map(Unit::scenarios).sum();
     let mut counter = Counter { next: 1, total };
     let mut results = Vec::new();
-    for unit in units {
+    'units: for unit in units {
+        if interrupt::requested().is_some() {
+            break;
+        }
         match unit {
             Unit::Guest { spec, scenarios } => {
                 let mut guest: Option<Guest> = None;
                 let mut snapshot: Option<GuestSnapshot> = None;
                 let save = scenarios.len() > 1 && options.guests != GuestReuse::Naive;
                 for prepared in scenarios {
+                    if interrupt::requested().is_some() {
+                        break 'units;
+                    }
                     let start = counter.start(prepared.scenario, sink);
                     let mut boot = Duration::ZERO;
                     if guest.is_none() {
@@ -142,7 +156,11 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
     }
     let duration = started.elapsed();
     sink.event(&Event::RunFinished { elapsed: duration });
-    RunReport { results, duration }
+    RunReport {
+        results,
+        duration,
+        interrupted: interrupt::requested(),
+    }
 }
 
 /// A guest as it was when ready: restored from the group's snapshot when there is one,
@@ -187,11 +205,30 @@ impl Counter {
     }
 }
 
-fn finish(sink: &mut dyn Sink, results: &mut Vec<ScenarioResult>, result: ScenarioResult) {
+fn finish(sink: &mut dyn Sink, results: &mut Vec<ScenarioResult>, mut result: ScenarioResult) {
+    if let Some(signal) = interrupt::requested() {
+        // Whatever went wrong after the signal (a killed guest, a cut wait) is its consequence.
+        result.failure = Some(interrupted(signal, result.failure.take()));
+    }
     sink.event(&Event::ScenarioFinished {
         result: result.clone(),
     });
     results.push(result);
+}
+
+/// The failure of the scenario a signal stopped; what failed meanwhile goes into the details.
+fn interrupted(signal: i32, failure: Option<report::Failure>) -> report::Failure {
+    match failure {
+        Some(f) if f.kind == FailureKind::Interrupted => f,
+        other => report::Failure {
+            kind: FailureKind::Interrupted,
+            message: format!("interrupted by {}", interrupt::name(signal)),
+            details: other.map(|f| match f.details {
+                Some(d) => format!("{}\n{d}", f.message),
+                None => f.message,
+            }),
+        },
+    }
 }
 
 fn failed(

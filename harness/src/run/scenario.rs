@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use rasdrill_inject::guard::Allow;
 use rasdrill_inject::request::ExecuteError;
 use rasdrill_inject::{Payload, Request};
+use rasdrill_qemu::interrupt;
 use rasdrill_qemu::wait::{settle, wait_until, Deadline};
 
 use super::plan::{self, Prepared};
@@ -283,8 +284,9 @@ fn execute(
             StepKind::Inject(payload) => inject_step(s, payload, &mut place, options.allow, sink),
             StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
             StepKind::Sleep(d) => {
-                // The scenario's own `sleep` step: a pause it asked for, not a poll.
-                std::thread::sleep(*d);
+                // The scenario's own `sleep` step: a pause it asked for, not a poll (a signal
+                // cuts it short).
+                interrupt::sleep(*d);
                 Ok(())
             }
             StepKind::ExpectPanic(p) => {
@@ -294,6 +296,8 @@ fn execute(
                 })
             }
         };
+        // The step under way when a signal came is the one interrupted: nothing runs after it.
+        let outcome = outcome.and_then(|()| not_interrupted());
         sink.event(&Event::StepFinished {
             index: step.index,
             elapsed: began.elapsed(),
@@ -330,7 +334,8 @@ fn execute(
             }
         }
     };
-    let outputs = match outputs {
+    // Output cut short by a signal is compared with nothing, and accepted as nothing.
+    let outputs = match outputs.and_then(|o| not_interrupted().map(|()| o)) {
         Ok(o) => o,
         Err(t) => return Executed::failed(t, Vec::new(), lost),
     };
@@ -399,6 +404,17 @@ fn execute(
         oracle,
         lost,
         panic,
+    }
+}
+
+/// `Err` once a signal has asked rasdrill to stop.
+fn not_interrupted() -> Result<(), Trouble> {
+    match interrupt::requested() {
+        None => Ok(()),
+        Some(signal) => Err(Trouble::new(
+            FailureKind::Interrupted,
+            format!("interrupted by {}", interrupt::name(signal)),
+        )),
     }
 }
 
@@ -497,6 +513,10 @@ fn wait(w: &Wait, collectors: &mut [Box<dyn Collector>], place: &mut Place) -> R
     place.end_requests_by(Some(Instant::now() + w.timeout + WAIT_MARGIN));
     let mut last = Collected::default();
     let ended = wait_until(&deadline, WAIT_POLL, || {
+        if interrupt::requested().is_some() {
+            // Ended here; the step is then reported as interrupted.
+            return Some(Ok(()));
+        }
         match collector.collect(place.target()) {
             Ok(got) => {
                 let reached = satisfied(&w.until, &got);

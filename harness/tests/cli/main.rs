@@ -4,10 +4,12 @@
 mod diff;
 mod guard;
 mod guest;
+mod guest_reliable;
 mod help;
 mod inject_debugfs;
 mod inject_edac;
 mod inject_sources;
+mod interrupt;
 mod lock;
 mod rasdaemon;
 mod records;
