@@ -18,8 +18,8 @@ use crate::support::{text, DEADLINE};
 const POLL: Duration = Duration::from_millis(10);
 
 /// A local scenario on an empty stand-in tree whose `command` collector starts a daemon
-/// (`sleep`, its pid written to `pid_file`), then sleeps for `sleep_ms`.
-fn daemon_scenario(dir: &Path, name: &str, pid_file: &Path, sleep_ms: u64) -> PathBuf {
+/// (`sleep`, its pid written to `pid_file`), then runs `step`.
+fn daemon_scenario(dir: &Path, name: &str, pid_file: &Path, step: &str) -> PathBuf {
     fs::create_dir_all(dir.join("tree")).unwrap();
     let file = dir.join(format!("{name}.yaml"));
     fs::write(
@@ -33,7 +33,7 @@ fn daemon_scenario(dir: &Path, name: &str, pid_file: &Path, sleep_ms: u64) -> Pa
              \x20     name: out\n\
              \x20     start: [sh, -c, 'echo $$ > {pid}; exec sleep 300']\n\
              \x20     collect: [echo, collected]\n\
-             steps: [{{sleep_ms: {sleep_ms}}}]\n",
+             steps: [{step}]\n",
             pid = pid_file.display()
         ),
     )
@@ -80,12 +80,13 @@ impl Interrupted {
         self.dir.path().join(name)
     }
 
-    /// `rasdrill run --accept` of three scenarios: a quick one, one whose daemon runs while it
-    /// sleeps a minute, and one that never starts.
-    fn start(&self) -> Child {
-        let quick = daemon_scenario(self.dir.path(), "a-quick", &self.path("quick.pid"), 1);
-        let long = daemon_scenario(self.dir.path(), "b-long", &self.pid_file, 60_000);
-        let never = daemon_scenario(self.dir.path(), "c-never", &self.path("never.pid"), 1);
+    /// `rasdrill run --accept` of three scenarios: a quick one, one whose daemon runs while its
+    /// `long_step` lasts a minute, and one that never starts.
+    fn start(&self, long_step: &str) -> Child {
+        let step = "{sleep_ms: 1}";
+        let quick = daemon_scenario(self.dir.path(), "a-quick", &self.path("quick.pid"), step);
+        let long = daemon_scenario(self.dir.path(), "b-long", &self.pid_file, long_step);
+        let never = daemon_scenario(self.dir.path(), "c-never", &self.path("never.pid"), step);
         Command::new(cargo_bin("rasdrill"))
             .args(["run", "--accept", "--golden"])
             .arg(self.path("golden"))
@@ -104,8 +105,8 @@ impl Interrupted {
 
     /// Starts the run, waits for the long scenario's daemon, sends `signal` to rasdrill.
     /// Returns rasdrill's exit code, its stderr and the daemon's pid.
-    fn interrupt(&self, signal: Signal) -> (Option<i32>, String, u32) {
-        let child = self.start();
+    fn interrupt(&self, signal: Signal, long_step: &str) -> (Option<i32>, String, u32) {
+        let child = self.start(long_step);
         let daemon: u32 = wait_until(&Deadline::after(DEADLINE), POLL, || {
             fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
         })
@@ -141,7 +142,7 @@ fn wait_with_deadline(mut child: Child) -> std::process::Output {
 #[test]
 fn sigint_mid_run_stops_the_daemon_removes_temp_dirs_and_writes_the_reports() {
     let t = Interrupted::new();
-    let (code, stderr, daemon) = t.interrupt(Signal::SIGINT);
+    let (code, stderr, daemon) = t.interrupt(Signal::SIGINT, "{sleep_ms: 60000}");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(
         stderr.ends_with("error: interrupted by SIGINT: 2 scenarios ran, the last one cut short\n"),
@@ -192,7 +193,9 @@ fn sigint_mid_run_stops_the_daemon_removes_temp_dirs_and_writes_the_reports() {
 #[test]
 fn sigterm_mid_run_cleans_up_the_same_way_and_exits_143() {
     let t = Interrupted::new();
-    let (code, stderr, daemon) = t.interrupt(Signal::SIGTERM);
+    // A wait this time: it polls its collector for a minute unless the signal ends it.
+    let wait = "{wait: {collector: out, line: never printed, timeout_s: 60}}";
+    let (code, stderr, daemon) = t.interrupt(Signal::SIGTERM, wait);
     assert_eq!(code, Some(143), "{stderr}");
     assert!(
         stderr
