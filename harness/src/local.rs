@@ -62,11 +62,13 @@ impl LocalTarget {
                     to: std::env::temp_dir(),
                     source,
                 })?;
-                copy_tree(tree, copy.path()).map_err(|source| LocalError::Copy {
-                    from: tree.to_path_buf(),
-                    to: copy.path().to_path_buf(),
-                    source,
-                })?;
+                copy_tree(tree, copy.path())
+                    .and_then(|()| rasdrill_inject::standin::apply_modes(copy.path()))
+                    .map_err(|source| LocalError::Copy {
+                        from: tree.to_path_buf(),
+                        to: copy.path().to_path_buf(),
+                        source,
+                    })?;
                 (copy.path().to_path_buf(), Some(copy))
             }
         };
@@ -231,9 +233,14 @@ mod tests {
             fs::read_to_string(mc0(&copy).join("inject_ecc_vector")).unwrap(),
             "0x10\n"
         );
+        // inject_read is write-only: the kernel keeps nothing to read; the write is journaled.
         assert_eq!(
             fs::read_to_string(mc0(&copy).join("inject_read")).unwrap(),
-            "1\n"
+            ""
+        );
+        assert_eq!(
+            fs::read_to_string(copy.join(rasdrill_inject::standin::JOURNAL)).unwrap(),
+            "sys/devices/system/edac/mc/mc0/inject_read 1\n"
         );
         let mode = fs::metadata(mc0(&copy).join("inject_write"))
             .unwrap()

@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::action::Action;
 use crate::hwpoison::{self, Advice, ChildEnd};
@@ -204,6 +204,23 @@ impl std::fmt::Display for Outcome {
 /// a missing kernel file is an error, never a new file. A `Monitor` action anywhere in the plan
 /// refuses the whole plan before anything is written.
 pub fn perform(actions: &[Action]) -> Result<Vec<Outcome>, PerformError> {
+    perform_with(actions, |path, value| {
+        write_once(path, format!("{value}\n").as_bytes())
+    })
+}
+
+/// [`perform`] on a stand-in tree at `root`: files take writes as the kernel would
+/// ([`crate::standin::write`]).
+pub fn perform_stand_in(root: &Path, actions: &[Action]) -> Result<Vec<Outcome>, PerformError> {
+    perform_with(actions, |path, value| {
+        crate::standin::write(root, path, value)
+    })
+}
+
+fn perform_with(
+    actions: &[Action],
+    write: impl Fn(&PathBuf, &str) -> io::Result<()>,
+) -> Result<Vec<Outcome>, PerformError> {
     if let Some(Action::Monitor { line }) =
         actions.iter().find(|a| matches!(a, Action::Monitor { .. }))
     {
@@ -220,8 +237,9 @@ pub fn perform(actions: &[Action]) -> Result<Vec<Outcome>, PerformError> {
             source,
         };
         match action {
-            Action::Write { path, value } => write_once(path, format!("{value}\n").as_bytes())
-                .map_err(|e| failed(path, value.clone(), e))?,
+            Action::Write { path, value } => {
+                write(path, value).map_err(|e| failed(path, value.clone(), e))?
+            }
             Action::WriteBytes {
                 path,
                 bytes,

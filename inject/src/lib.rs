@@ -19,6 +19,7 @@ pub mod mcelang;
 pub mod preflight;
 pub mod record;
 pub mod request;
+pub mod standin;
 pub mod status;
 
 pub use action::Action;

@@ -18,7 +18,7 @@ use crate::einj::{self, Einj, EinjRequest};
 use crate::guard::{self, Allow};
 use crate::hmp::Hmp;
 use crate::hwpoison::{Hwpoison, PoisonRequest};
-use crate::injector::{perform, InjectError, Injector, Outcome, PerformError};
+use crate::injector::{perform, perform_stand_in, InjectError, Injector, Outcome, PerformError};
 use crate::lock::{InjectLock, LockError};
 use crate::preflight::{self, Machine};
 use crate::record::MceRecord;
@@ -439,8 +439,13 @@ impl Request {
     /// Only for a machine; a guest's runner delivers its actions itself.
     pub fn execute(&self, allow: Allow) -> Result<Executed, ExecuteError> {
         let actions = self.plan(allow)?;
-        let _lock = InjectLock::acquire(&self.root())?;
-        let outcomes = perform(&actions)?;
+        let root = self.root();
+        let _lock = InjectLock::acquire(&root)?;
+        let outcomes = if root == Path::new("/") {
+            perform(&actions)?
+        } else {
+            perform_stand_in(&root, &actions)?
+        };
         Ok(Executed { actions, outcomes })
     }
 }

@@ -31,6 +31,11 @@ impl Environment {
         self.root.join(path.strip_prefix("/").unwrap_or(path))
     }
 
+    /// The root when it is a stand-in tree, not the machine's (or guest's) own `/`.
+    pub fn stand_in(&self) -> Option<&Path> {
+        (self.root != Path::new("/")).then_some(self.root.as_path())
+    }
+
     pub fn kmsg(&self) -> PathBuf {
         self.path("/dev/kmsg")
     }
@@ -184,12 +189,24 @@ impl Agent {
             }
             Request::ReadFile { path } => {
                 let path = self.env.path(path);
-                let contents = std::fs::read_to_string(&path).map_err(file_error("read", &path))?;
+                let contents = match self.env.stand_in() {
+                    // A stand-in tree answers as the kernel would (a write-only file refuses).
+                    Some(root) => rasdrill_inject::standin::read(root, &path),
+                    None => std::fs::read_to_string(&path),
+                }
+                .map_err(file_error("read", &path))?;
                 Ok(Reply::File { contents })
             }
             Request::WriteFile { path, contents } => {
                 let path = self.env.path(path);
-                std::fs::write(&path, contents).map_err(file_error("write", &path))?;
+                match self.env.stand_in() {
+                    Some(root) if rasdrill_inject::standin::models(root, &path) => {
+                        let value = contents.strip_suffix('\n').unwrap_or(&contents);
+                        rasdrill_inject::standin::write(root, &path, value)
+                    }
+                    _ => std::fs::write(&path, contents),
+                }
+                .map_err(file_error("write", &path))?;
                 Ok(Reply::Done)
             }
             Request::Mkdir { path } => {

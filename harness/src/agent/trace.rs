@@ -13,7 +13,9 @@ use std::thread;
 
 use serde::{Deserialize, Serialize};
 
-/// The tracepoints of the kernel's RAS reporting (`<system>/<event>`).
+/// The tracepoints of the kernel's RAS reporting (`<system>/<event>`): every event of the `mce`
+/// and `ras` groups in the pinned kernels' tracefs (listed in a guest; docs/scenarios.md,
+/// `trace`). A scenario may name only these: the target enables nothing else.
 pub const RAS_TRACEPOINTS: [&str; 7] = [
     "mce/mce_record",
     "ras/mc_event",

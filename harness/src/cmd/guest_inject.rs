@@ -146,7 +146,10 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         collectors: vec![
             Collector {
                 name: KMSG.into(),
-                kind: CollectorKind::Kmsg { filter: None },
+                kind: CollectorKind::Kmsg {
+                    filter: None,
+                    boot_log: false,
+                },
             },
             Collector {
                 name: TRACE.into(),
@@ -166,6 +169,7 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
             .collect(),
         compare,
         known_findings: Vec::new(),
+        expect_crash: false,
     }
 }
 

@@ -160,6 +160,17 @@ pub fn load(
     } else {
         None
     };
+    let missing = run::plan::missing_modules(&scenarios, kernel.as_ref());
+    if !missing.is_empty() {
+        for problem in &missing {
+            eprintln!("{problem}\n");
+        }
+        return Err(Failure::bad_input(format!(
+            "{} module{} missing from the guest kernel; nothing ran",
+            missing.len(),
+            if missing.len() == 1 { " is" } else { "s are" }
+        )));
+    }
     Ok((scenarios, kernel))
 }
 

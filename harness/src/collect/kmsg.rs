@@ -13,6 +13,12 @@
 //! that crashes is then seen, and fails its scenario. The stack a panic dumps after its
 //! `Kernel panic - not syncing:` line is the panic's, not a crash: an expected panic stays one.
 //!
+//! With `boot_log: true` the output starts with the kernel's boot, chosen the same way: what it
+//! printed up to the guest agent's readiness (a restored guest's boot is the one its snapshot
+//! was saved from; on this machine, the whole log before the scenario). Boot-time crash reports
+//! are kept whole but fail nothing, and boot lines count no records: the scenario's window is
+//! what is judged.
+//!
 //! A record, for `wait: {records: N}`, is one machine-check or memory-controller error as the
 //! kernel reports it: a line matching [`RECORD`], i.e. the kernel's own `Machine Check...: Bank N:`
 //! line (no decoder, or a panic), edac_mce_amd's `MCn_STATUS` line, or the EDAC core's
@@ -67,11 +73,14 @@ pub struct Kmsg {
     /// The cursor: the last sequence number seen.
     after: Option<u64>,
     seen: Vec<KmsgRecord>,
+    boot_log: bool,
+    /// The boot's records, read at start when `boot_log` is set.
+    boot: Vec<KmsgRecord>,
 }
 
 impl Kmsg {
     /// `filter` is a scenario's `match:` (already validated), or `None` for [`DEFAULT_FILTER`].
-    pub fn new(filter: Option<&str>) -> Result<Kmsg, CollectError> {
+    pub fn new(filter: Option<&str>, boot_log: bool) -> Result<Kmsg, CollectError> {
         let pattern = filter.unwrap_or(DEFAULT_FILTER);
         let filter = Regex::new(pattern)
             .map_err(|e| CollectError::failed("kmsg", format!("match: {pattern:?}: {e}")))?;
@@ -79,7 +88,21 @@ impl Kmsg {
             filter,
             after: None,
             seen: Vec::new(),
+            boot_log,
+            boot: Vec::new(),
         })
+    }
+
+    /// The boot's lines, chosen as the scenario's are; its crashes and records are not counted.
+    fn with_boot(&self, window: Collected) -> Collected {
+        if self.boot.is_empty() {
+            return window;
+        }
+        let mut lines = self
+            .collected(self.boot.iter().map(|r| (r.text.clone(), line(r))))
+            .lines;
+        lines.extend(window.lines);
+        Collected { lines, ..window }
     }
 
     /// Whether a message (without its timestamp) belongs in the output.
@@ -122,6 +145,17 @@ impl Collector for Kmsg {
             .kmsg_last()
             .map_err(|e| CollectError::target("kmsg", e))?;
         self.seen.clear();
+        self.boot.clear();
+        if self.boot_log {
+            let ready_us = target.guest().map(|g| g.ready().uptime_ms * 1000);
+            let all = target
+                .kmsg(None)
+                .map_err(|e| CollectError::target("kmsg", e))?;
+            self.boot = all
+                .into_iter()
+                .filter(|r| Some(r.seq) <= self.after && ready_us.is_none_or(|end| r.usec <= end))
+                .collect();
+        }
         Ok(())
     }
 
@@ -133,7 +167,8 @@ impl Collector for Kmsg {
             self.after = Some(last.seq);
         }
         self.seen.extend(new);
-        Ok(self.collected(self.seen.iter().map(|r| (r.text.clone(), line(r)))))
+        let window = self.collected(self.seen.iter().map(|r| (r.text.clone(), line(r))));
+        Ok(self.with_boot(window))
     }
 
     fn stop(&mut self, _target: &mut dyn Target) -> Result<(), CollectError> {
@@ -143,10 +178,11 @@ impl Collector for Kmsg {
     /// The console prints the same records as `[    2.345678] text`: its lines since the
     /// scenario started, filtered the same way.
     fn collect_after_panic(&mut self, console: &str) -> Result<Collected, CollectError> {
-        Ok(self.collected(console.lines().map(|l| {
+        let window = self.collected(console.lines().map(|l| {
             let text = strip_timestamp(l);
             (text.to_string(), l.trim_end().to_string())
-        })))
+        }));
+        Ok(self.with_boot(window))
     }
 }
 
@@ -193,7 +229,7 @@ mod tests {
 
     #[test]
     fn keeps_ras_lines_drops_noise_and_rate_limited_notices_and_counts_records() {
-        let k = Kmsg::new(None).unwrap();
+        let k = Kmsg::new(None, false).unwrap();
         let records: Vec<_> = F15H_CE
             .iter()
             .enumerate()
@@ -213,7 +249,7 @@ mod tests {
 
     #[test]
     fn counts_the_kernels_own_lines_and_edac_as_records() {
-        let k = Kmsg::new(None).unwrap();
+        let k = Kmsg::new(None, false).unwrap();
         let texts = [
             "mce: [Hardware Error]: CPU 0: Machine Check: 0 Bank 4: 9c00000000010090",
             "mce: [Hardware Error]: TSC 0 ADDR 12345000",
@@ -227,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_scenarios_match_replaces_the_default_filter() {
-        let k = Kmsg::new(Some("clocksource")).unwrap();
+        let k = Kmsg::new(Some("clocksource"), false).unwrap();
         assert!(k.keeps("clocksource: Switched to clocksource tsc"));
         assert!(!k.keeps("[Hardware Error]: Error Addr: 0x0000000012345000"));
         assert!(!k.keeps("clocksource: 3 callbacks suppressed"));
@@ -235,7 +271,7 @@ mod tests {
 
     #[test]
     fn console_lines_are_read_like_records() {
-        let mut k = Kmsg::new(None).unwrap();
+        let mut k = Kmsg::new(None, false).unwrap();
         let console = "[    3.100000] mce: [Hardware Error]: CPU 0: Machine Check Exception: 5 Bank 4: b200000000070005\r\n\
                        rasdrill-agent: something\n\
                        [    3.100100] Kernel panic - not syncing: Fatal local machine check\n\
@@ -272,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_crash_report_is_kept_whole_and_counted() {
-        let k = Kmsg::new(None).unwrap();
+        let k = Kmsg::new(None, false).unwrap();
         let out = k.collected(CRASHES.iter().map(|t| (t.to_string(), t.to_string())));
         assert_eq!(
             out.crashes,
@@ -289,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_stack_a_panic_dumps_is_not_a_crash() {
-        let mut k = Kmsg::new(None).unwrap();
+        let mut k = Kmsg::new(None, false).unwrap();
         let console = "[    3.1] mce: [Hardware Error]: Machine check: Processor Context Corrupt\n\
                        [    3.2] Kernel panic - not syncing: Fatal local machine check\n\
                        [    3.3] CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.1.0-57-amd64 #1\n\

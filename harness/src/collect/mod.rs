@@ -203,7 +203,9 @@ pub fn build(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector
 
 fn build_kind(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {
     Ok(match &c.kind {
-        CollectorKind::Kmsg { filter } => Box::new(kmsg::Kmsg::new(filter.as_deref())?),
+        CollectorKind::Kmsg { filter, boot_log } => {
+            Box::new(kmsg::Kmsg::new(filter.as_deref(), *boot_log)?)
+        }
         CollectorKind::Trace { events } => Box::new(trace::Trace::new(events)),
         CollectorKind::Command {
             start,

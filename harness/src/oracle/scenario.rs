@@ -76,8 +76,8 @@ fn vendor(s: &Scenario) -> Vendor {
 /// and after a panic; a kmsg filter of the scenario's own, or a command, promises nothing.
 fn expected(kind: &CollectorKind, vendor: Vendor, panicked: bool) -> Vec<Decoder> {
     match kind {
-        CollectorKind::Kmsg { filter: None } if panicked => vec![Decoder::KernelRaw],
-        CollectorKind::Kmsg { filter: None } => match vendor {
+        CollectorKind::Kmsg { filter: None, .. } if panicked => vec![Decoder::KernelRaw],
+        CollectorKind::Kmsg { filter: None, .. } => match vendor {
             Vendor::Amd => vec![Decoder::EdacMceAmd],
             Vendor::Intel => vec![Decoder::KernelRaw],
             Vendor::Unknown => Vec::new(),

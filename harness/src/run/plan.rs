@@ -173,6 +173,68 @@ pub fn collectors(
         })
 }
 
+/// The modules a guest scenario loads: its machine's decoders, its own and its collectors'.
+fn needed_modules(
+    scenario: &Scenario,
+    machine: &Machine,
+    collector_modules: &[String],
+) -> Vec<String> {
+    let decoders: &[&str] = match machine.profile {
+        Some(p) => p.decoder_modules,
+        None if machine.vendor == Vendor::Amd => &["edac_mce_amd"],
+        None => &[],
+    };
+    let mut modules: Vec<String> = Vec::new();
+    // The kernel treats `-` and `_` in module names alike; so does the spec.
+    collect::push_new(
+        &mut modules,
+        decoders
+            .iter()
+            .copied()
+            .chain(scenario.setup.modules.iter().map(String::as_str))
+            .chain(collector_modules.iter().map(String::as_str))
+            .map(modules::normalize),
+    );
+    modules
+}
+
+/// Every module a guest scenario names (its machine's decoders and `setup.modules`) that its
+/// kernel lacks, in words, found in the kernel's `modules.dep` and `modules.builtin` before
+/// any guest boots. `kernel` is the run's default kernel; a scenario's own is read from its
+/// `machine.kernel`.
+pub fn missing_modules(scenarios: &[Scenario], kernel: Option<&Kernel>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for scenario in scenarios {
+        let Some(machine) = scenario.machine() else {
+            continue;
+        };
+        let (release, dir) = match (&machine.kernel, kernel) {
+            (Some(own), _) => match &own.modules {
+                Some(dir) => (own.path.display().to_string(), dir.clone()),
+                None => continue, // refused with its own message when planned
+            },
+            (None, Some(k)) => (k.release.clone(), k.modules_dir.clone()),
+            (None, None) => continue,
+        };
+        let index = match modules::ModuleIndex::load(&dir) {
+            Ok(index) => index,
+            Err(e) => {
+                problems.push(format!("{}: {e}", scenario.file.display()));
+                continue;
+            }
+        };
+        for name in needed_modules(scenario, machine, &[]) {
+            if let Err(e @ modules::ModuleError::Unknown { .. }) = index.load_order(&[&name]) {
+                problems.push(format!(
+                    "{}: the scenario needs module `{name}`, which kernel {release} lacks: {e}",
+                    scenario.file.display()
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// The guest a scenario needs, before its collectors' files and setup steps are added.
 fn identity(
     scenario: &Scenario,
@@ -202,22 +264,7 @@ fn identity(
             message: "no guest kernel: none is cached and none could be fetched".into(),
         })?,
     };
-    let decoders: &[&str] = match machine.profile {
-        Some(p) => p.decoder_modules,
-        None if machine.vendor == Vendor::Amd => &["edac_mce_amd"],
-        None => &[],
-    };
-    let mut modules: Vec<String> = Vec::new();
-    // The kernel treats `-` and `_` in module names alike; so does the spec.
-    collect::push_new(
-        &mut modules,
-        decoders
-            .iter()
-            .copied()
-            .chain(scenario.setup.modules.iter().map(String::as_str))
-            .chain(collector_modules.iter().map(String::as_str))
-            .map(modules::normalize),
-    );
+    let modules = needed_modules(scenario, machine, collector_modules);
     let mut setup = Vec::new();
     if scenario.setup.fake_panic {
         setup.push(SetupStep::Write {

@@ -274,14 +274,22 @@ fn execute(
 
     let mut panic_console: Option<String> = None;
     let mut panic: Option<PanicSeen> = None;
-    for step in &s.steps {
+    for (i, step) in s.steps.iter().enumerate() {
+        // An injection that raises #MC may panic the guest before the request is answered (an
+        // mce-inject `hw` write): when the next step expects the panic, that is success.
+        let panic_next = matches!(
+            s.steps.get(i + 1).map(|n| &n.kind),
+            Some(StepKind::ExpectPanic(_))
+        );
         sink.event(&Event::StepStarted {
             index: step.index,
             label: step.to_string(),
         });
         let began = Instant::now();
         let outcome = match &step.kind {
-            StepKind::Inject(payload) => inject_step(s, payload, &mut place, options.allow, sink),
+            StepKind::Inject(payload) => {
+                inject_step(s, payload, &mut place, options.allow, panic_next, sink)
+            }
             StepKind::Wait(w) => wait(w, &mut collectors, &mut place),
             StepKind::Sleep(d) => {
                 // The scenario's own `sleep` step: a pause it asked for, not a poll (a signal
@@ -381,15 +389,21 @@ fn execute(
             }
         }
     }
-    if !crashes.is_empty() {
+    let crash_failure = match (s.expect_crash, crashes.is_empty()) {
         // The golden comparison above still shows the whole report; the verdict is a failure.
-        let t = Trouble::new(
-            FailureKind::Failed,
-            format!(
-                "the kernel reported a crash during the scenario ({})",
-                crashes.join("; ")
-            ),
-        );
+        (false, false) => Some(format!(
+            "the kernel reported a crash during the scenario ({}); a scenario that provokes \
+             one on purpose says `expect_crash: true`",
+            crashes.join("; ")
+        )),
+        (true, true) => Some(
+            "the scenario expects a kernel crash report (expect_crash), and the kernel printed none"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    if let Some(message) = crash_failure {
+        let t = Trouble::new(FailureKind::Failed, message);
         return Executed {
             failure: Some(t),
             goldens,
@@ -460,6 +474,7 @@ fn inject_step(
     payload: &Payload,
     place: &mut Place,
     allow: Allow,
+    panic_next: bool,
     sink: &mut dyn Sink,
 ) -> Result<(), Trouble> {
     let mut note = |text: String| sink.event(&Event::Note { text });
@@ -473,9 +488,14 @@ fn inject_step(
             let actions = request
                 .plan(allow)
                 .map_err(|e| Trouble::new(FailureKind::BadInput, e.to_string()))?;
-            guest
-                .inject(payload, &actions, &mut note)
-                .map_err(|e| Trouble::guest(e, FailureKind::BadInput))
+            match guest.inject(payload, &actions, &mut note) {
+                // QEMU is gone: `expect_panic` reads the panic from the console.
+                Err(GuestError::Panicked { .. }) if panic_next => {
+                    note("the guest panicked while the error was injected".to_string());
+                    Ok(())
+                }
+                other => other.map_err(|e| Trouble::guest(e, FailureKind::BadInput)),
+            }
         }
         Place::Local(target) => {
             let writes = target.inject(payload, allow).map_err(|e| {

@@ -54,6 +54,9 @@ pub struct Scenario {
     pub compare: Vec<String>,
     /// Oracle findings the scenario documents (`collector/decoder/field` and why).
     pub known_findings: Vec<crate::oracle::KnownFinding>,
+    /// The scenario provokes a kernel crash report (oops, BUG, WARNING, call trace) on purpose:
+    /// one must be seen, and it does not fail the scenario.
+    pub expect_crash: bool,
 }
 
 /// Where the errors go.
@@ -122,7 +125,11 @@ pub struct Collector {
 pub enum CollectorKind {
     /// The kernel log; `filter` (a validated regular expression) replaces the default choice
     /// of RAS lines (see `collect::kmsg`).
-    Kmsg { filter: Option<String> },
+    /// `boot_log` puts the lines of the guest's boot (up to its agent's readiness) first.
+    Kmsg {
+        filter: Option<String>,
+        boot_log: bool,
+    },
     /// Tracepoints, `group/event` (e.g. `mce/mce_record`).
     Trace { events: Vec<String> },
     /// rasdaemon's decoded events; `build` is the scenario's own choice of rasdaemon (else the

@@ -241,7 +241,8 @@ fn missing_sections_and_wrong_shapes_are_explained() {
     assert_eq!(
         invalid("s.yaml", ""),
         "s.yaml:1:1: expected a mapping with keys `name`, `description`, `machine`, `target`, \
-         `setup`, `collectors`, `steps`, `compare`, `known_findings`, found nothing (null)"
+         `setup`, `collectors`, `steps`, `compare`, `known_findings`, `expect_crash`, found nothing \
+         (null)"
     );
     assert_eq!(
         invalid("s.yaml", "name: x\ndescription: d\nsteps: []\n"),
@@ -382,7 +383,7 @@ fn the_documented_collectors_are_valid() {
         .skip(1)
         .map(|item| format!("  - {item}"))
         .collect();
-    assert_eq!(items.len(), 6, "{yaml}");
+    assert_eq!(items.len(), 7, "{yaml}");
     for item in items {
         let text = format!(
             "name: c\ndescription: d\nmachine: {{profile: amd-f15h}}\ncollectors:\n{}\nsteps:\n  - sleep_ms: 1\n",
@@ -393,7 +394,10 @@ fn the_documented_collectors_are_valid() {
         if let CollectorKind::Command { needs, .. } = &s.collectors[0].kind {
             assert_eq!(needs, &["my-daemon".to_string()]);
         }
-        if let CollectorKind::Kmsg { filter: Some(f) } = &s.collectors[0].kind {
+        if let CollectorKind::Kmsg {
+            filter: Some(f), ..
+        } = &s.collectors[0].kind
+        {
             assert_eq!(f, "EDAC|Memory failure");
         }
     }
@@ -546,5 +550,29 @@ steps:
             "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table"
         ),
         "{e}"
+    );
+}
+
+#[test]
+fn a_misspelled_tracepoint_is_refused_with_the_close_matches() {
+    let text = r#"
+name: typo
+description: events the kernel does not have
+machine: {profile: amd-f15h}
+collectors:
+  - trace: {events: [mce/mce_recrod, mc/mc_event, ras/aer_event, sched/sched_switch]}
+steps:
+  - sleep_ms: 1
+"#;
+    assert_eq!(
+        invalid("scenarios/typo.yaml", text),
+        "scenarios/typo.yaml:6:22: collectors[0].trace.events: `mce/mce_recrod` is not a RAS \
+         tracepoint of the kernel (did you mean `mce/mce_record`?)\n\
+         scenarios/typo.yaml:6:38: collectors[0].trace.events: `mc/mc_event` is not a RAS \
+         tracepoint of the kernel (did you mean `ras/mc_event`?)\n\
+         scenarios/typo.yaml:6:66: collectors[0].trace.events: `sched/sched_switch` is not a RAS \
+         tracepoint of the kernel (known: `mce/mce_record`, `ras/mc_event`, \
+         `ras/memory_failure_event`, `ras/aer_event`, `ras/extlog_mem_event`, \
+         `ras/non_standard_event`, `ras/arm_event`)"
     );
 }

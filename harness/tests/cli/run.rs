@@ -148,9 +148,9 @@ fn the_suite_passes_sharing_guests_and_reports_every_scenario() {
             && stdout.contains(&format!(": {scenarios} passed")),
         "{stdout}"
     );
-    // Two machines (amd-f15h, intel-skx): two boots, although one amd-f15h scenario panics
-    // its guest (it runs last in its group).
-    assert_eq!(stderr.matches(": booted in ").count(), 2, "{stderr}");
+    // Two machines (amd-f15h, intel-skx): two boots, and one more guest for the second of
+    // the two amd-f15h scenarios that panic their guest (they run last in their group).
+    assert_eq!(stderr.matches(": booted in ").count(), 3, "{stderr}");
     assert!(
         stderr.contains("wait for kmsg: a line matching \"DRAM ECC error\""),
         "{stderr}"
@@ -445,4 +445,104 @@ fn the_panic_golden_is_the_same_after_a_bzimage_boot_as_after_a_pvh_vmlinux_boot
         bzimage.display()
     );
     assert!(text(&out.stderr).contains(&booted), "{}", shown(&out));
+}
+
+/// A scenario whose command collector makes the guest kernel print a backtrace (sysrq `l`,
+/// which /proc/sysrq-trigger accepts whatever kernel.sysrq says), with `extra` top-level keys
+/// and kmsg settings.
+fn sysrq_scenario(name: &str, kmsg: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\ndescription: d\nmachine: {{profile: amd-f15h}}\n{extra}\
+         collectors:\n  - kmsg{kmsg}\n  - command:\n      name: sysrq\n      needs: [busybox]\n      \
+         start: [busybox, sh, -c, 'echo l > /proc/sysrq-trigger; exec busybox sleep 60']\n      \
+         collect: [busybox, 'true']\n\
+         steps:\n  - wait: {{collector: kmsg, line: 'Call Trace:', timeout_s: 10}}\ncompare: [kmsg]\n"
+    )
+}
+
+#[test]
+fn a_kernel_backtrace_fails_the_scenario_unless_it_expects_one_and_the_boot_log_is_opt_in() {
+    let ws = Workspace::new();
+    let write = |name: &str, text: String| {
+        fs::create_dir_all(ws.path("crash")).unwrap();
+        fs::write(ws.path(&format!("crash/{name}.yaml")), text).unwrap();
+    };
+    write("backtrace", sysrq_scenario("backtrace", "", ""));
+    write(
+        "backtrace-expected",
+        sysrq_scenario(
+            "backtrace-expected",
+            ": {match: 'Linux version|sysrq', boot_log: true}",
+            "expect_crash: true\n",
+        ),
+    );
+    let out = ws.run(&["crash", "--accept"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the kernel reported a crash during the scenario (kmsg: Call Trace:)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("backtrace-expected: PASSED"), "{stderr}");
+    let golden = ws.golden_files();
+    // The backtrace is kept whole, though the default filter keeps only RAS lines.
+    let crashed = &golden["backtrace__kmsg.snap"];
+    assert!(crashed.contains("] Call Trace:\n"), "{crashed}");
+    assert!(crashed.contains(" </TASK>\n"), "{crashed}");
+    assert!(
+        !crashed.contains("Linux version"),
+        "no boot log unless asked: {crashed}"
+    );
+    let expected = &golden["backtrace-expected__kmsg.snap"];
+    assert_eq!(
+        expected.matches("Linux version ").count(),
+        1,
+        "the boot log comes first: {expected}"
+    );
+    assert!(
+        expected.find("Linux version") < expected.find("sysrq: Show backtrace"),
+        "{expected}"
+    );
+
+    // A restored guest's boot log is the boot its snapshot was saved from.
+    fs::remove_file(ws.path("golden/backtrace-expected__kmsg.snap")).unwrap();
+    let out = ws.run(
+        &["crash/backtrace-expected.yaml", "--isolate", "--accept"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let restored = &ws.golden_files()["backtrace-expected__kmsg.snap"];
+    assert_eq!(restored.matches("Linux version ").count(), 1, "{restored}");
+    assert!(
+        restored.find("Linux version") < restored.find("sysrq: Show backtrace"),
+        "{restored}"
+    );
+}
+
+#[test]
+fn a_module_the_kernel_lacks_is_refused_before_any_guest_boots() {
+    let ws = Workspace::new();
+    fs::write(
+        ws.path("scenarios/zz-no-module.yaml"),
+        "name: zz-no-module\ndescription: d\nmachine: {profile: amd-f15h}\n\
+         setup: {modules: [mce-inject, edac_mce_amdd]}\ncollectors: [kmsg]\n\
+         steps:\n  - sleep_ms: 1\n",
+    )
+    .unwrap();
+    // The shipped scenarios come first in the run: none of them may start.
+    let out = ws.run(&["scenarios"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "scenarios/zz-no-module.yaml: the scenario needs module `edac_mce_amdd`, which kernel \
+             6.1.0-57-amd64 lacks: module `edac_mce_amdd` is not in"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 module is missing from the guest kernel; nothing ran"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[1/"), "nothing started: {stderr}");
 }

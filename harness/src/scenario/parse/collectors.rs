@@ -1,11 +1,12 @@
 //! `collectors`: kmsg, trace, rasdaemon and command collectors.
 
 use super::*;
+use crate::agent::trace::RAS_TRACEPOINTS;
 use crate::collect::rasdaemon_build::RasdaemonBuild;
 
 const TRACE_KEYS: &[&str] = &["events"];
 const COMMAND_KEYS: &[&str] = &["name", "start", "collect", "stop", "needs"];
-const KMSG_KEYS: &[&str] = &["match"];
+const KMSG_KEYS: &[&str] = &["match", "boot_log"];
 const RASDAEMON_KEYS: &[&str] = &["version"];
 
 pub(super) fn collectors(node: &Node, p: &mut Problems) -> Option<Vec<Collector>> {
@@ -74,24 +75,28 @@ fn collector(node: &Node, path: &str, p: &mut Problems) -> Option<Collector> {
     let here = child(path, &tag);
     match tag.as_str() {
         "kmsg" => {
-            let filter = match settings {
-                None => None,
+            let (filter, boot_log) = match settings {
+                None => (None, false),
                 Some(s) => {
                     let mut f = Fields::new(s, &here, KMSG_KEYS, p)?;
                     let filter = f
-                        .require(
-                            "match",
-                            "a regular expression choosing the lines to keep",
-                            p,
-                        )
-                        .and_then(|n| pattern(n, &child(&here, "match"), p));
+                        .take("match")
+                        .map(|n| pattern(n, &child(&here, "match"), p));
+                    let boot_log = match f.take("boot_log") {
+                        Some(n) => boolean(n, &child(&here, "boot_log"), p),
+                        None => Some(false),
+                    };
                     f.finish(p);
-                    Some(filter?.as_str().to_string())
+                    let filter = match filter {
+                        Some(re) => Some(re?.as_str().to_string()),
+                        None => None,
+                    };
+                    (filter, boot_log?)
                 }
             };
             Some(Collector {
                 name: tag,
-                kind: CollectorKind::Kmsg { filter },
+                kind: CollectorKind::Kmsg { filter, boot_log },
             })
         }
         "rasdaemon" => {
@@ -217,9 +222,49 @@ fn trace_events(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>
         if !valid {
             p.add(n.loc, path, format!("`{event}` is not a tracepoint: write group/event, e.g. mce/mce_record or ras/mc_event"));
             ok = false;
+        } else if !RAS_TRACEPOINTS.contains(&event.as_str()) {
+            p.add(n.loc, path, unknown_event(event));
+            ok = false;
         }
     }
     ok.then(|| events.into_iter().map(|(event, _)| event).collect())
+}
+
+/// A well-formed name that is not one of the RAS tracepoints the target enables: nothing would
+/// ever be collected for it.
+fn unknown_event(event: &str) -> String {
+    let close: Vec<&str> = RAS_TRACEPOINTS
+        .iter()
+        .copied()
+        .filter(|known| {
+            let same_event = known.rsplit('/').next() == event.rsplit('/').next();
+            same_event || edit_distance(known, event) <= 3
+        })
+        .collect();
+    let hint = if close.is_empty() {
+        format!("known: {}", list(&RAS_TRACEPOINTS))
+    } else {
+        format!("did you mean {}?", list(&close))
+    };
+    format!("`{event}` is not a RAS tracepoint of the kernel ({hint})")
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of one character each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Host programs for a guest: a name looked up on the host's PATH, or a path. They are placed

@@ -45,6 +45,7 @@ const TOP_KEYS: &[&str] = &[
     "steps",
     "compare",
     "known_findings",
+    "expect_crash",
 ];
 
 /// What other sections need to know while steps are read.
@@ -162,6 +163,10 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         Some(n) => known_findings(n, &ctx.collectors, &mut p),
         None => Some(Vec::new()),
     };
+    let expect_crash = match top.take("expect_crash") {
+        Some(n) => boolean(n, "expect_crash", &mut p),
+        None => Some(false),
+    };
     top.finish(&mut p);
 
     let target = match target_kind {
@@ -178,6 +183,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         steps,
         compare,
         known_findings,
+        expect_crash,
     ) {
         (
             Some(name),
@@ -188,6 +194,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             Some(steps),
             Some(compare),
             Some(known_findings),
+            Some(expect_crash),
         ) if p.is_empty() => Ok(Scenario {
             file: file.to_path_buf(),
             name,
@@ -198,6 +205,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             steps,
             compare,
             known_findings,
+            expect_crash,
         }),
         _ => Err(sorted(p.into_vec())),
     }
