@@ -180,7 +180,11 @@ impl Collector for Command {
         Ok(needs)
     }
 
-    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
+    fn start(
+        &mut self,
+        target: &mut dyn Target,
+        _progress: &mut dyn FnMut(&str),
+    ) -> Result<(), CollectError> {
         let Some(argv) = &self.spec.start else {
             return Ok(());
         };

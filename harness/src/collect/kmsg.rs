@@ -140,7 +140,11 @@ impl Collector for Kmsg {
         "kmsg"
     }
 
-    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
+    fn start(
+        &mut self,
+        target: &mut dyn Target,
+        _progress: &mut dyn FnMut(&str),
+    ) -> Result<(), CollectError> {
         self.after = target
             .kmsg_last()
             .map_err(|e| CollectError::target("kmsg", e))?;

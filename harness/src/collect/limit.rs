@@ -46,8 +46,12 @@ impl Collector for Limited {
         self.inner.guest_needs(progress)
     }
 
-    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
-        self.inner.start(target)
+    fn start(
+        &mut self,
+        target: &mut dyn Target,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), CollectError> {
+        self.inner.start(target, progress)
     }
 
     fn collect(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError> {
@@ -76,7 +80,11 @@ mod tests {
         fn name(&self) -> &str {
             "fixed"
         }
-        fn start(&mut self, _: &mut dyn Target) -> Result<(), CollectError> {
+        fn start(
+            &mut self,
+            _: &mut dyn Target,
+            _: &mut dyn FnMut(&str),
+        ) -> Result<(), CollectError> {
             Ok(())
         }
         fn collect(&mut self, _: &mut dyn Target) -> Result<Collected, CollectError> {

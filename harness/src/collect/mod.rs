@@ -20,6 +20,7 @@ pub mod kmsg;
 pub mod limit;
 pub mod rasdaemon;
 pub mod rasdaemon_build;
+pub mod rasdaemon_events;
 pub mod trace;
 
 use std::collections::BTreeMap;
@@ -127,7 +128,12 @@ pub trait Collector {
     }
 
     /// Starts collecting: from now on, what the decoders say is this scenario's.
-    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError>;
+    /// Says through `progress` when it will take longer than usual.
+    fn start(
+        &mut self,
+        target: &mut dyn Target,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), CollectError>;
 
     /// Everything seen since `start`, raw.
     fn collect(&mut self, target: &mut dyn Target) -> Result<Collected, CollectError>;

@@ -45,7 +45,11 @@ impl Collector for Trace {
         "trace"
     }
 
-    fn start(&mut self, target: &mut dyn Target) -> Result<(), CollectError> {
+    fn start(
+        &mut self,
+        target: &mut dyn Target,
+        _progress: &mut dyn FnMut(&str),
+    ) -> Result<(), CollectError> {
         let batch = target
             .trace(None)
             .map_err(|e| CollectError::target("trace", e))?;

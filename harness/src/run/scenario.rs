@@ -263,7 +263,12 @@ fn execute(
         Place::Local(_) => 0,
     };
     for i in 0..collectors.len() {
-        if let Err(e) = collectors[i].start(place.target()) {
+        let mut note = |text: &str| {
+            sink.event(&Event::Note {
+                text: text.to_owned(),
+            })
+        };
+        if let Err(e) = collectors[i].start(place.target(), &mut note) {
             let t = Trouble::collect(e);
             // The first failure is the one reported.
             let _ = stop_all(&mut collectors[..i], &mut place, t.guest_lost);

@@ -131,7 +131,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
 
     // Scenario 1: QEMU's `mce` command.
     let t = Instant::now();
-    first.start(&mut guest).unwrap();
+    first.start(&mut guest, &mut |_| {}).unwrap();
     eprintln!("start took {:.2?}", t.elapsed());
     assert_eq!(first.collect(&mut guest).unwrap(), Collected::default());
     let injected = Instant::now();
@@ -172,7 +172,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
 
     // Scenario 2, same guest: a fresh collector sees nothing of scenario 1; mce-inject `sw`.
     let mut second = Rasdaemon::from_env(Default::default()).unwrap();
-    second.start(&mut guest).unwrap();
+    second.start(&mut guest, &mut |_| {}).unwrap();
     assert_eq!(second.collect(&mut guest).unwrap(), Collected::default());
     let injected = Instant::now();
     let request = Request::Inject {
@@ -215,7 +215,7 @@ fn amd_f15h_corrected_dram_error_from_qemu_and_from_mce_inject() {
 fn intel_skx_corrected_error_is_decoded_by_rasdaemon() {
     let mut collector = Rasdaemon::from_env(Default::default()).unwrap();
     let mut guest = boot("Skylake-Server", &[], &mut collector);
-    collector.start(&mut guest).unwrap();
+    collector.start(&mut guest, &mut |_| {}).unwrap();
     let injected = Instant::now();
     inject_through_qemu(&mut guest, dram_ce());
     let collected = wait_for_records(&mut collector, &mut guest, 1, injected);
