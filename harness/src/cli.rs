@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd::bench::{self, BenchCommand};
 use crate::cmd::diff::{self as diff_cmd, DiffArgs};
+use crate::cmd::fuzz::{self, FuzzArgs};
 use crate::cmd::inject::{self, InjectArgs};
 use crate::cmd::kernel::{self, KernelCommand};
 use crate::cmd::records::{self, RecordsCommand};
@@ -20,6 +21,7 @@ Examples:
   rasdrill records dump errors.mce
   rasdrill inject --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000 --dry-run
   rasdrill inject --guest amd-f15h --via qemu --bank 4 --status 0x9c7d410092080813
+  rasdrill fuzz --seed 1 --count 20
   rasdrill kernel fetch
   rasdrill bench boot";
 
@@ -49,6 +51,9 @@ pub enum Command {
     /// Inject MCE, EDAC, EINJ, hwpoison or AER errors on this machine or in a throw-away guest
     #[command(after_help = inject::EXAMPLES)]
     Inject(Box<InjectArgs>),
+    /// Inject seeded random corrected errors into a guest and check every decoder's claims
+    #[command(after_help = fuzz::EXAMPLES)]
+    Fuzz(Box<FuzzArgs>),
     /// Fetch and list the guest kernels
     #[command(subcommand, after_help = kernel::EXAMPLES)]
     Kernel(KernelCommand),
@@ -103,6 +108,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Diff(args) => diff_cmd::run(args),
         Command::Records(cmd) => records::run(cmd),
         Command::Inject(args) => inject::run(*args),
+        Command::Fuzz(args) => fuzz::run(*args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Agent => agent(),

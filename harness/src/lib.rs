@@ -14,6 +14,7 @@ mod local;
 mod normalize;
 mod oracle;
 mod profile;
+mod randrec;
 mod report;
 mod run;
 pub mod scenario;

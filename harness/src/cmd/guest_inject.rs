@@ -194,9 +194,9 @@ impl Sink for Shown {
     fn event(&mut self, event: &Event) {
         match event {
             Event::Note { text } => eprintln!("rasdrill: {text}"),
-            Event::Output { collector, lines } => {
-                self.outputs.push((collector.clone(), lines.clone()))
-            }
+            Event::Output {
+                collector, lines, ..
+            } => self.outputs.push((collector.clone(), lines.clone())),
             Event::GuestPanicked(panic) => self.panic = Some(panic.clone()),
             _ => {}
         }

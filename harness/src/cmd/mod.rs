@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod diff;
+pub mod fuzz;
 pub mod guest_inject;
 pub mod inject;
 pub mod kernel;

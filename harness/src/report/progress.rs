@@ -54,6 +54,8 @@ pub enum Event {
     Output {
         collector: String,
         lines: Vec<String>,
+        /// The first line of each kernel crash report among them.
+        crashes: Vec<String>,
     },
     /// The guest kernel panicked, expected or not; its QEMU has exited.
     GuestPanicked(PanicSeen),

@@ -365,6 +365,7 @@ fn execute(
             sink.event(&Event::Output {
                 collector: name,
                 lines: collected.lines,
+                crashes: collected.crashes,
             });
             continue;
         };

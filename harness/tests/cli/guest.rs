@@ -468,3 +468,55 @@ fn a_frozen_guest_fails_its_wait_at_the_timeout_plus_the_margin() {
         "the frozen QEMU survived"
     );
 }
+
+/// `rasdrill fuzz` in one guest: the records `--list` prints (the same twice) are the ones
+/// injected, the last line counts them, and the exit code follows the counts.
+#[test]
+fn fuzz_injects_the_seeds_records_and_reports_them_in_its_last_line() {
+    let run = GuestRun::new();
+    let list = |seed: &str| {
+        let out = run
+            .command(&["fuzz", "--seed", seed, "--count", "5", "--list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let listed = list("1");
+    assert_eq!(listed, list("1"), "the same seed lists the same records");
+    assert_ne!(listed, list("2"));
+    assert_eq!(listed.lines().count(), 5);
+
+    let out_dir = run.tmp.path().join("findings");
+    let out = run
+        .command(&[
+            "fuzz", "--seed", "1", "--count", "5", "--accel", "tcg", "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    run.assert_no_qemu();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    for line in listed.lines() {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("{line}: "))),
+            "{line} not reported:\n{stdout}\n{stderr}"
+        );
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    let counts = regex::Regex::new(r"^fuzz: 5 records, (\d+) findings, (\d+) oopses \(seed 1\)$")
+        .unwrap()
+        .captures(last)
+        .unwrap_or_else(|| panic!("last line {last:?}\n{stderr}"))
+        .iter()
+        .skip(1)
+        .map(|c| c.unwrap().as_str().parse::<usize>().unwrap())
+        .collect::<Vec<_>>();
+    let clean = counts == [0, 0];
+    let expected = if clean { Some(0) } else { Some(1) };
+    assert_eq!(out.status.code(), expected, "{stdout}\n{stderr}");
+    // A reproducer for each failing record, none when clean.
+    let written = fs::read_dir(&out_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(written == 0, clean, "{stdout}");
+}
