@@ -170,6 +170,7 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         compare,
         known_findings: Vec::new(),
         expect_crash: false,
+        output_limit: crate::scenario::DEFAULT_OUTPUT_LIMIT,
     }
 }
 

@@ -5,10 +5,6 @@
 use super::{CollectError, Collected, Collector, GuestNeeds};
 use crate::target::Target;
 
-/// What a collector may return unless its scenario says otherwise, in bytes (the suite's largest
-/// output is a few KB).
-pub const DEFAULT_OUTPUT_LIMIT: usize = 8 << 20;
-
 /// A collector whose every output is checked against `limit`.
 pub struct Limited {
     inner: Box<dyn Collector>,
@@ -27,9 +23,11 @@ impl Limited {
             return Err(CollectError::failed(
                 self.inner.name(),
                 format!(
-                    "its output is {bytes} bytes ({} lines), over the limit of {} bytes",
+                    "its output is {bytes} bytes ({} lines), over the limit of {} bytes \
+                     (a scenario raises it with `output_limit_kib:`, at most {} KiB)",
                     got.lines.len(),
                     self.limit,
+                    crate::scenario::MAX_OUTPUT_LIMIT_KIB,
                 ),
             ));
         }
@@ -130,7 +128,8 @@ mod tests {
         let err = over.collect(&mut target).unwrap_err().to_string();
         assert_eq!(
             err,
-            "collector `fixed`: its output is 10 bytes (2 lines), over the limit of 9 bytes"
+            "collector `fixed`: its output is 10 bytes (2 lines), over the limit of 9 bytes \
+             (a scenario raises it with `output_limit_kib:`, at most 65536 KiB)"
         );
         let err = over.collect_after_panic("").unwrap_err().to_string();
         assert!(err.contains("over the limit of 9 bytes"), "{err}");

@@ -199,12 +199,14 @@ fn scenario_dir(scenario: &scenario::Scenario) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// A fresh collector for one scenario, as the scenario declares it, its output capped.
-pub fn build(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {
-    Ok(Box::new(limit::Limited::new(
-        build_kind(c, ctx)?,
-        limit::DEFAULT_OUTPUT_LIMIT,
-    )))
+/// A fresh collector for one scenario, as the scenario declares it, its output capped at
+/// `limit` bytes (the scenario's `output_limit_kib`).
+pub fn build(
+    c: &scenario::Collector,
+    ctx: &Context,
+    limit: usize,
+) -> Result<Box<dyn Collector>, CollectError> {
+    Ok(Box::new(limit::Limited::new(build_kind(c, ctx)?, limit)))
 }
 
 fn build_kind(c: &scenario::Collector, ctx: &Context) -> Result<Box<dyn Collector>, CollectError> {

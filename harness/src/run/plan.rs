@@ -165,7 +165,7 @@ pub fn collectors(
     scenario
         .collectors
         .iter()
-        .map(|c| collect::build(c, ctx))
+        .map(|c| collect::build(c, ctx, scenario.output_limit))
         .collect::<Result<_, _>>()
         .map_err(|e| NotRunnable {
             kind: FailureKind::Failed,

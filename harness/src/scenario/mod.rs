@@ -57,7 +57,16 @@ pub struct Scenario {
     /// The scenario provokes a kernel crash report (oops, BUG, WARNING, call trace) on purpose:
     /// one must be seen, and it does not fail the scenario.
     pub expect_crash: bool,
+    /// The most one collector may return for this scenario, in bytes (`output_limit_kib`).
+    pub output_limit: usize,
 }
+
+/// What one collector may return unless its scenario says otherwise, in bytes (the suite's
+/// largest output is a few KB): a decoder stuck in a loop fails clearly instead of filling
+/// memory, golden files and diffs.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 8 << 20;
+/// The most a scenario may allow one collector (`output_limit_kib`), in KiB: 64 MiB.
+pub const MAX_OUTPUT_LIMIT_KIB: u64 = 64 << 10;
 
 /// Where the errors go.
 #[derive(Debug, Clone)]

@@ -15,6 +15,11 @@ use crate::support::{rasdrill, text, Cpu, FakeMachine, DEADLINE, LOCK};
 /// A local scenario on an empty stand-in tree whose one `command` collector prints `lines`
 /// lines of `word`, in `dir`.
 fn big_output_scenario(dir: &Path, word: &str, lines: usize) -> PathBuf {
+    big_output_scenario_with(dir, word, lines, "")
+}
+
+/// The same, with `extra` (whole top-level YAML lines) added to the scenario.
+fn big_output_scenario_with(dir: &Path, word: &str, lines: usize, extra: &str) -> PathBuf {
     fs::create_dir_all(dir.join("tree")).unwrap();
     let file = dir.join("big.yaml");
     fs::write(
@@ -25,7 +30,7 @@ fn big_output_scenario(dir: &Path, word: &str, lines: usize) -> PathBuf {
              target: {{local: {{root: tree}}}}\n\
              collectors:\n\
              \x20 - command: {{name: out, collect: [sh, -c, 'yes {word} | head -n {lines}']}}\n\
-             steps: [{{sleep_ms: 1}}]\n"
+             steps: [{{sleep_ms: 1}}]\n{extra}"
         ),
     )
     .unwrap();
@@ -201,11 +206,57 @@ fn a_collector_over_the_output_limit_fails_clearly_and_writes_no_golden_file() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "collector `out`: its output is 9300000 bytes (300000 lines), over the limit of 8388608 bytes"
+            "collector `out`: its output is 9300000 bytes (300000 lines), over the limit of 8388608 bytes \
+             (a scenario raises it with `output_limit_kib:`, at most 65536 KiB)"
         ),
         "{stderr}"
     );
     assert!(listing(&golden).is_empty(), "{:?}", listing(&golden));
+}
+
+/// `output_limit_kib` moves the cap both ways: 9.3 MB passes under a 10 MiB cap, and 2 KB
+/// fails under a 1 KiB one; a cap out of range is bad input located at its line.
+#[test]
+fn a_scenario_sets_its_own_output_limit() {
+    let run = |scenario: &Path, golden: &Path| {
+        Command::new(cargo_bin("rasdrill"))
+            .args(["run", "--accept", "--golden"])
+            .arg(golden)
+            .arg(scenario)
+            .env_remove("CI")
+            .output()
+            .unwrap()
+    };
+    let raised = tempfile::tempdir().unwrap();
+    let scenario = big_output_scenario_with(
+        raised.path(),
+        &"x".repeat(30),
+        300_000,
+        "output_limit_kib: 10240\n",
+    );
+    let out = run(&scenario, &raised.path().join("golden"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let lowered = tempfile::tempdir().unwrap();
+    let scenario =
+        big_output_scenario_with(lowered.path(), &"x".repeat(30), 64, "output_limit_kib: 1\n");
+    let out = run(&scenario, &lowered.path().join("golden"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its output is 1984 bytes (64 lines), over the limit of 1024 bytes"),
+        "{stderr}"
+    );
+
+    let bad = tempfile::tempdir().unwrap();
+    let scenario = big_output_scenario_with(bad.path(), "x", 1, "output_limit_kib: 0\n");
+    let out = run(&scenario, &bad.path().join("golden"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("big.yaml:7:19: output_limit_kib: 0 is out of range (1 to 65536)"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "compare",
     "known_findings",
     "expect_crash",
+    "output_limit_kib",
 ];
 
 /// What other sections need to know while steps are read.
@@ -167,6 +168,11 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         Some(n) => boolean(n, "expect_crash", &mut p),
         None => Some(false),
     };
+    let output_limit = match top.take("output_limit_kib") {
+        Some(n) => number_in(n, "output_limit_kib", 1, MAX_OUTPUT_LIMIT_KIB, &mut p)
+            .map(|kib| kib as usize * 1024),
+        None => Some(DEFAULT_OUTPUT_LIMIT),
+    };
     top.finish(&mut p);
 
     let target = match target_kind {
@@ -184,6 +190,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         compare,
         known_findings,
         expect_crash,
+        output_limit,
     ) {
         (
             Some(name),
@@ -195,6 +202,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             Some(compare),
             Some(known_findings),
             Some(expect_crash),
+            Some(output_limit),
         ) if p.is_empty() => Ok(Scenario {
             file: file.to_path_buf(),
             name,
@@ -206,6 +214,7 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
             compare,
             known_findings,
             expect_crash,
+            output_limit,
         }),
         _ => Err(sorted(p.into_vec())),
     }
