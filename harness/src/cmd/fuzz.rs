@@ -386,6 +386,7 @@ fn scenario(
         compare: vec![KMSG.into(), TRACE.into()],
         known_findings: Vec::new(),
         expect_crash: false,
+        output_limit: crate::scenario::DEFAULT_OUTPUT_LIMIT,
     }
 }
 

@@ -241,7 +241,7 @@ fn missing_sections_and_wrong_shapes_are_explained() {
     assert_eq!(
         invalid("s.yaml", ""),
         "s.yaml:1:1: expected a mapping with keys `name`, `description`, `machine`, `target`, \
-         `setup`, `collectors`, `steps`, `compare`, `known_findings`, `expect_crash`, found nothing \
+         `setup`, `collectors`, `steps`, `compare`, `known_findings`, `expect_crash`, `output_limit_kib`, found nothing \
          (null)"
     );
     assert_eq!(
