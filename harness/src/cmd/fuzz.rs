@@ -22,9 +22,7 @@ use crate::profile::Profile;
 use crate::randrec::{self, Line};
 use crate::report::{Event, FailureKind, Outcome, ScenarioResult, Sink};
 use crate::run::{self, GuestReuse, Options};
-use crate::scenario::{
-    Collector, CollectorKind, Loc, Machine, Scenario, Setup, Step, StepKind, Target, Wait, WaitFor,
-};
+use crate::scenario::{Scenario, StepKind, Wait, WaitFor, KMSG, MCE_RECORD, TRACE};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -45,9 +43,6 @@ there are no findings, no oopses and every record was decoded; 1 otherwise.";
 
 /// At most this many records in one run: each costs a poll interval or more in the guest.
 const MAX_COUNT: usize = 10_000;
-const KMSG: &str = "kmsg";
-const TRACE: &str = "trace";
-const MCE_RECORD: &str = "mce/mce_record";
 
 #[derive(Debug, Args)]
 pub struct FuzzArgs {
@@ -353,41 +348,14 @@ fn scenario(
             timeout,
         }),
     ];
-    Scenario {
-        file: PathBuf::from("(fuzz)"),
-        name: format!("fuzz-{index}"),
-        description: format!("rasdrill fuzz record {index}"),
-        target: Target::Guest(Machine::of_profile(profile)),
-        setup: Setup::default(),
-        collectors: vec![
-            Collector {
-                name: KMSG.into(),
-                kind: CollectorKind::Kmsg {
-                    filter: None,
-                    boot_log: false,
-                },
-            },
-            Collector {
-                name: TRACE.into(),
-                kind: CollectorKind::Trace {
-                    events: vec![MCE_RECORD.into()],
-                },
-            },
-        ],
-        steps: steps
-            .into_iter()
-            .enumerate()
-            .map(|(index, kind)| Step {
-                index,
-                loc: Loc::default(),
-                kind,
-            })
-            .collect(),
-        compare: vec![KMSG.into(), TRACE.into()],
-        known_findings: Vec::new(),
-        expect_crash: false,
-        output_limit: crate::scenario::DEFAULT_OUTPUT_LIMIT,
-    }
+    Scenario::from_flags(
+        "(fuzz)",
+        format!("fuzz-{index}"),
+        format!("rasdrill fuzz record {index}"),
+        profile,
+        steps.into(),
+        vec![KMSG.into(), TRACE.into()],
+    )
 }
 
 /// The reproducer scenario of a shrunk record, for `rasdrill run`.

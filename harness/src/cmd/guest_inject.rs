@@ -15,16 +15,7 @@ use crate::guest::AccelChoice;
 use crate::profile::Profile;
 use crate::report::{Event, PanicSeen, Sink};
 use crate::run::{self, GuestReuse, Options};
-use crate::scenario::{
-    Collector, CollectorKind, ExpectPanic, Loc, Machine, Scenario, Setup, Step, StepKind, Target,
-    Wait, WaitFor,
-};
-
-/// The tracepoint that counts the records the guest's kernel logged.
-const MCE_RECORD: &str = "mce/mce_record";
-/// The collectors, by their names in scenarios.
-const KMSG: &str = "kmsg";
-const TRACE: &str = "trace";
+use crate::scenario::{ExpectPanic, Scenario, StepKind, Wait, WaitFor, KMSG, TRACE};
 
 /// How `rasdrill inject --guest` runs, besides what it injects.
 pub struct GuestInject<'a> {
@@ -137,41 +128,14 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         }));
         vec![KMSG.to_string(), TRACE.to_string()]
     };
-    Scenario {
-        file: PathBuf::from("(command line)"),
-        name: "inject --guest".into(),
-        description: "rasdrill inject --guest".into(),
-        target: Target::Guest(Machine::of_profile(args.profile)),
-        setup: Setup::default(),
-        collectors: vec![
-            Collector {
-                name: KMSG.into(),
-                kind: CollectorKind::Kmsg {
-                    filter: None,
-                    boot_log: false,
-                },
-            },
-            Collector {
-                name: TRACE.into(),
-                kind: CollectorKind::Trace {
-                    events: vec![MCE_RECORD.into()],
-                },
-            },
-        ],
-        steps: kinds
-            .into_iter()
-            .enumerate()
-            .map(|(index, kind)| Step {
-                index,
-                loc: Loc::default(),
-                kind,
-            })
-            .collect(),
+    Scenario::from_flags(
+        "(command line)",
+        "inject --guest".into(),
+        "rasdrill inject --guest".into(),
+        args.profile,
+        kinds,
         compare,
-        known_findings: Vec::new(),
-        expect_crash: false,
-        output_limit: crate::scenario::DEFAULT_OUTPUT_LIMIT,
-    }
+    )
 }
 
 /// What the run shows this command: progress notes as `rasdrill: ...` lines on stderr, the

@@ -14,6 +14,7 @@
 //! # Ok::<(), rasdrill::scenario::Invalid>(())
 //! ```
 
+mod from_flags;
 mod mce_file;
 mod parse;
 mod problem;
@@ -32,6 +33,7 @@ use regex::Regex;
 
 use crate::profile::Profile;
 
+pub use from_flags::{KMSG, MCE_RECORD, TRACE};
 pub use problem::{Invalid, Problem};
 pub use yaml::Loc;
 
