@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use rasdrill_inject::guard::Allow;
 use rasdrill_inject::{MceRecord, Payload};
 
 use crate::cmd::kernel::KernelArgs;
@@ -21,7 +20,7 @@ use crate::guest::AccelChoice;
 use crate::profile::Profile;
 use crate::randrec::{self, Line};
 use crate::report::{Event, FailureKind, Outcome, ScenarioResult, Sink};
-use crate::run::{self, GuestReuse, Options};
+use crate::run::{self, Options};
 use crate::scenario::{Scenario, StepKind, Wait, WaitFor, KMSG, MCE_RECORD, TRACE};
 
 pub const EXAMPLES: &str = "\
@@ -135,16 +134,7 @@ pub fn run(args: FuzzArgs) -> Result<(), Failure> {
         return exit::print(text);
     }
     let fuzz = Fuzz {
-        options: Options {
-            golden_dir: PathBuf::new(),
-            mode: None,
-            accel: args.accel,
-            allow: Allow::default(),
-            kernel: Some(args.kernel.resolve()?),
-            agent: super::this_executable()?,
-            rasdaemon: Default::default(),
-            guests: GuestReuse::Shared,
-        },
+        options: super::flag_run_options(args.accel, &args.kernel)?,
         args: &args,
     };
 

@@ -3,7 +3,6 @@
 //! record, then a wait for the decoded records (or the panic). What it shows is this
 //! command's: the kernel log and the trace, or the panic, instead of golden comparisons.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rasdrill_inject::guard::Allow;
@@ -14,7 +13,7 @@ use crate::exit::{Code, Failure};
 use crate::guest::AccelChoice;
 use crate::profile::Profile;
 use crate::report::{Event, PanicSeen, Sink};
-use crate::run::{self, GuestReuse, Options};
+use crate::run;
 use crate::scenario::{ExpectPanic, Scenario, StepKind, Wait, WaitFor, KMSG, TRACE};
 
 /// How `rasdrill inject --guest` runs, besides what it injects.
@@ -39,16 +38,7 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
         return Ok(());
     }
     let scenario = scenario(request, args);
-    let options = Options {
-        golden_dir: PathBuf::new(),
-        mode: None,
-        accel: args.accel,
-        allow: Allow::default(),
-        kernel: Some(args.kernel.resolve()?),
-        agent: super::this_executable()?,
-        rasdaemon: Default::default(),
-        guests: GuestReuse::Shared,
-    };
+    let options = super::flag_run_options(args.accel, args.kernel)?;
     let mut shown = Shown::default();
     let report = run::run(std::slice::from_ref(&scenario), &options, &mut shown);
     let result = report

@@ -33,6 +33,24 @@ pub fn profile(s: &str) -> Result<&'static crate::profile::Profile, String> {
         .map_err(|e| e.to_string())
 }
 
+/// How a command that builds its own guest scenario (`inject --guest`, `fuzz`) runs it: one
+/// shared guest, no golden files, nothing guarded (the guest is throw-away).
+pub fn flag_run_options(
+    accel: crate::guest::AccelChoice,
+    kernel: &kernel::KernelArgs,
+) -> Result<crate::run::Options, crate::exit::Failure> {
+    Ok(crate::run::Options {
+        golden_dir: std::path::PathBuf::new(),
+        mode: None,
+        accel,
+        allow: rasdrill_inject::guard::Allow::default(),
+        kernel: Some(kernel.resolve()?),
+        agent: this_executable()?,
+        rasdaemon: Default::default(),
+        guests: crate::run::GuestReuse::Shared,
+    })
+}
+
 /// This executable: what a guest runs as its /init.
 pub fn this_executable() -> Result<std::path::PathBuf, crate::exit::Failure> {
     std::env::current_exe().map_err(|e| {
