@@ -160,8 +160,12 @@ fn slots(tokens: &[&str], family: u32, bank: u32) -> Vec<Flag> {
     flags
 }
 
-/// `amd_decode_err_code`: `internal: ...`, or `cache level: LL[, mem/io: II][, tx: TT]
-/// [, mem-tx: RRRR[, part-proc: PP (timeout)]]`.
+/// `amd_decode_err_code`, which reads the low 16 bits with the macros of mce_amd.h:
+/// `internal: UU` for `INT_ERROR`; else `cache level: LL`, then `mem/io: II` for `BUS_ERROR`
+/// or `tx: TT` for any other code, then `mem-tx: RRRR` for `MEM_ERROR` and `BUS_ERROR`, then
+/// `part-proc: PP (T)` for `BUS_ERROR`. So `tx:` alone names no class: the decoder prints it
+/// for TLB codes and for every code it has no branch for (memory controller, simple codes),
+/// reading bits 1:0 and 3:2 as LL and TT whatever the class.
 fn class(text: &str) -> Option<ClaimedClass> {
     if text.starts_with("internal: ") {
         return Some(ClaimedClass {
@@ -171,7 +175,7 @@ fn class(text: &str) -> Option<ClaimedClass> {
     }
     let rest = text.strip_prefix("cache level: ")?;
     let mut fields = Vec::new();
-    let mut kind = ClassKind::GenericCache;
+    let mut kind = ClassKind::Unnamed;
     for (i, part) in rest.split(", ").enumerate() {
         let (key, value) = if i == 0 {
             ("cache level", part)
@@ -179,23 +183,20 @@ fn class(text: &str) -> Option<ClaimedClass> {
             part.split_once(": ")?
         };
         match key {
-            "cache level" => fields.push(("LL", index(&["L0", "L1", "L2", "L3/GEN"], value)?)),
+            // ll_msgs, tt_msgs, ii_msgs, rrrr_msgs, pp_msgs, to_msgs of mce_amd.c (6.1).
+            "cache level" => fields.push(("LL", index(&["RESV", "L1", "L2", "L3/GEN"], value)?)),
             "mem/io" => {
                 kind = ClassKind::Bus;
                 fields.push(("II", index(&["MEM", "RESV", "IO", "GEN"], value)?));
             }
-            "tx" => {
-                kind = ClassKind::Tlb;
-                fields.push(("TT", index(&["INSN", "DATA", "GEN", "RESV"], value)?));
-            }
+            "tx" => fields.push(("TT", index(&["INSN", "DATA", "GEN", "RESV"], value)?)),
             "mem-tx" => {
-                if kind == ClassKind::GenericCache {
-                    // AMD's "MEM" errors: the cache hierarchy class (0000 0001 RRRR TTLL).
+                if kind != ClassKind::Bus {
+                    // `MEM_ERROR`: the cache hierarchy class (0000 0001 RRRR TTLL).
                     kind = ClassKind::Cache;
                 }
-                let requests = [
-                    "ERR", "RD", "WR", "DRD", "DWR", "IRD", "PREFETCH", "EVICT", "SNOOP",
-                ];
+                let requests = ["GEN", "RD", "WR", "DRD", "DWR", "IRD", "PRF", "EV", "SNP"];
+                // R4_MSG prints `Wrong R4!` for the reserved 9..15: no value to compare.
                 if let Some(r) = index(&requests, value) {
                     fields.push(("RRRR", r));
                 }

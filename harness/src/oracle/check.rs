@@ -254,15 +254,26 @@ pub fn check(collector: &str, claim: &Claim, injected: &Injected) -> Vec<Finding
     if let Some(claimed) = &claim.class {
         let code = (status & status::MCA_CODE_MASK) as u16;
         let model = class_of(code);
-        let mismatch = claimed.kind != model.kind
-            || claimed
-                .fields
-                .iter()
-                .any(|f| model.fields.iter().any(|m| m.0 == f.0 && m.1 != f.1));
-        if mismatch {
+        let fields_differ = claimed
+            .fields
+            .iter()
+            .any(|f| model.fields.iter().any(|m| m.0 == f.0 && m.1 != f.1));
+        let kind = match (claimed.kind, model.kind) {
+            (c, m) if c == m => None,
+            // Fields read from fixed bits without naming a class are right for the classes
+            // that keep those fields there (TLB: TT and LL; generic cache: LL).
+            (ClassKind::Unnamed, ClassKind::Tlb | ClassKind::GenericCache) => None,
+            // No class named for a class the decoder has no branch for: a decode missing.
+            (
+                ClassKind::Unnamed,
+                ClassKind::MemoryController | ClassKind::Internal | ClassKind::Other,
+            ) => Some(Kind::MissingDecode),
+            _ => Some(wrong),
+        };
+        if let Some(kind) = kind.or(fields_differ.then_some(wrong)) {
             found(
                 Field::Class,
-                wrong,
+                kind,
                 format!("code {code:#06x}: {}", describe(&model)),
                 describe(claimed),
             );

@@ -115,6 +115,9 @@ pub enum ClassKind {
     Internal,
     /// Any other simple code (no error, unclassified, parity...).
     Other,
+    /// A decoder's line that names no class, only fields read from fixed bits (edac_mce_amd's
+    /// `cache level: LL, tx: TT`, printed for TLB codes and for codes it has no branch for).
+    Unnamed,
 }
 
 impl fmt::Display for ClassKind {
@@ -127,6 +130,7 @@ impl fmt::Display for ClassKind {
             ClassKind::Bus => "bus and interconnect error",
             ClassKind::Internal => "internal error",
             ClassKind::Other => "simple error code",
+            ClassKind::Unnamed => "no class named",
         })
     }
 }

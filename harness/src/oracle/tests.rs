@@ -283,13 +283,152 @@ fn a_changed_claim_is_a_finding_with_its_evidence() {
     );
 }
 
+/// One AMD record's kmsg lines and the record, for the class rules.
+fn amd_record(bank: u32, status: u64, addr: u64, lines: &[&str]) -> (Vec<String>, Injected) {
+    let injected = Injected {
+        record: MceRecord {
+            cpu: 0,
+            bank,
+            status,
+            addr,
+            ..MceRecord::default()
+        },
+        delivery: Delivery::Hardware,
+        vendor: Vendor::Amd,
+    };
+    (lines.iter().map(|s| s.to_string()).collect(), injected)
+}
+
+fn class_findings(lines: &[String], injected: &Injected) -> Vec<Finding> {
+    account(
+        "kmsg",
+        &claims(lines),
+        std::slice::from_ref(injected),
+        &expect(&[Decoder::EdacMceAmd]),
+    )
+    .findings
+}
+
+/// `rasdrill fuzz --seed 1` on kernel 6.1: a cache hierarchy code (0000 0001 RRRR TTLL,
+/// RRRR=7 evict, TT=0 instruction, LL=3) that edac_mce_amd decodes rightly. `tx:` is printed
+/// for every code but bus and internal ones, so it does not say "TLB"; `mem-tx: EV` (the
+/// kernel's rrrr_msgs) says "cache hierarchy".
+#[test]
+fn a_cache_code_with_tx_and_mem_tx_is_the_cache_class() {
+    let (lines, injected) = amd_record(
+        0,
+        0xd000_0000_0019_0173,
+        0,
+        &[
+            "[    4.456290] [Hardware Error]: Corrected error, no action required.",
+            "[    4.456290] [Hardware Error]: CPU:0 (15:2:2) MC0_STATUS[Over|CE|-|-|-|-|-]: 0xd000000000190173",
+            "[    4.456290] [Hardware Error]: MC0 Error: ",
+            "[    4.456290] [Hardware Error]: Corrupted MC0 MCE info?",
+            "[    4.456290] [Hardware Error]: cache level: L3/GEN, tx: INSN, mem-tx: EV",
+        ],
+    );
+    let c = &claims(&lines)[0];
+    let class = c.class.as_ref().expect("the error-code line");
+    assert_eq!(class.kind, ClassKind::Cache);
+    assert_eq!(class.fields, [("LL", 3), ("TT", 0), ("RRRR", 7)]);
+    assert_eq!(
+        keys(&class_findings(&lines, &injected)),
+        Vec::<String>::new()
+    );
+
+    // RRRR 0 is `GEN` in the kernel's table, and a request the decoder got wrong is a finding.
+    let (lines, injected) = amd_record(
+        2,
+        0x9c00_0000_000e_0107,
+        0,
+        &[
+            "[Hardware Error]: Corrected error, no action required.",
+            "[Hardware Error]: CPU:1 (15:2:2) MC2_STATUS[-|CE|MiscV|AddrV|-|-|-]: 0x9c000000000e0107",
+            "[Hardware Error]: Error Addr: 0x0000000000000000",
+            "[Hardware Error]: MC2 Error: [Hardware Error]: Corrupted MC2 MCE info?",
+            "[Hardware Error]: cache level: L3/GEN, tx: DATA, mem-tx: GEN",
+        ],
+    );
+    let injected = Injected {
+        record: MceRecord {
+            cpu: 1,
+            ..injected.record
+        },
+        ..injected
+    };
+    assert_eq!(
+        keys(&class_findings(&lines, &injected)),
+        Vec::<String>::new()
+    );
+    let moved: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace("mem-tx: GEN", "mem-tx: EV"))
+        .collect();
+    let found = class_findings(&moved, &injected);
+    assert_eq!(keys(&found), ["kmsg/edac-mce-amd/class"]);
+    assert_eq!(found[0].kind, Kind::WrongDecode);
+}
+
+/// `tx:` alone is printed for TLB codes (right) and for codes the decoder has no branch for:
+/// a memory-controller code (0000 0000 1MMM CCCC, from `rasdrill fuzz --seed 1`) gets its
+/// channel bits read as a cache level and a transaction type. No class is named: a decode
+/// missing, not a wrong one.
+#[test]
+fn tx_alone_fits_a_tlb_code_and_misses_a_memory_controller_code() {
+    let (lines, injected) = amd_record(
+        0,
+        0x9400_0000_0009_00ad,
+        0x5_ee3e_b460_2dc0,
+        &[
+            "[   13.611695] [Hardware Error]: Corrected error, no action required.",
+            "[   13.611843] [Hardware Error]: CPU:0 (15:2:2) MC0_STATUS[-|CE|-|AddrV|-|-|-]: 0x94000000000900ad",
+            "[   13.611936] [Hardware Error]: Error Addr: 0x0005ee3eb4602dc0",
+            "[   13.611975] [Hardware Error]: MC0 Error: ",
+            "[   13.612042] [Hardware Error]: Corrupted MC0 MCE info?",
+            "[   13.612100] [Hardware Error]: cache level: L1, tx: RESV",
+        ],
+    );
+    let found = class_findings(&lines, &injected);
+    assert_eq!(keys(&found), ["kmsg/edac-mce-amd/class"]);
+    assert_eq!(found[0].kind, Kind::MissingDecode);
+    assert_eq!(
+        found[0].injected,
+        "code 0x00ad: memory controller error (MMM=2 CCCC=13)"
+    );
+    assert_eq!(found[0].claimed, "no class named (LL=1 TT=3)");
+
+    // A TLB code (0000 0000 0001 TTLL) printed the same way is decoded rightly.
+    let (lines, injected) = amd_record(
+        0,
+        0xd800_0000_000c_0011,
+        0,
+        &[
+            "[Hardware Error]: Corrected error, no action required.",
+            "[Hardware Error]: CPU:0 (15:2:2) MC0_STATUS[Over|CE|MiscV|-|-|-|-]: 0xd8000000000c0011",
+            "[Hardware Error]: cache level: L1, tx: INSN",
+        ],
+    );
+    assert_eq!(
+        keys(&class_findings(&lines, &injected)),
+        Vec::<String>::new()
+    );
+    let moved: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace("tx: INSN", "tx: DATA"))
+        .collect();
+    assert_eq!(
+        keys(&class_findings(&moved, &injected)),
+        ["kmsg/edac-mce-amd/class"]
+    );
+}
+
 #[test]
 fn severity_and_class_follow_the_model() {
-    // An Intel memory-controller code, shown by edac_mce_amd as a cache level: a wrong class.
+    // An Intel memory-controller code, shown by edac_mce_amd with a cache level: no class.
     let lines: Vec<String> = [
         "[Hardware Error]: Uncorrected, software containable error.",
         "[Hardware Error]: CPU:0 (15:2:2) MC2_STATUS[-|UE|-|-|-|-]: 0xb000000000000090",
-        "[Hardware Error]: cache level: L0",
+        "[Hardware Error]: cache level: RESV, tx: INSN",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -315,10 +454,7 @@ fn severity_and_class_follow_the_model() {
         acc.findings[0].injected,
         "code 0x0090: memory controller error (MMM=1 CCCC=0)"
     );
-    assert_eq!(
-        acc.findings[0].claimed,
-        "generic cache hierarchy error (LL=0)"
-    );
+    assert_eq!(acc.findings[0].claimed, "no class named (LL=0 TT=0)");
 
     let corrected = lines[0].replace(
         "Uncorrected, software containable error.",
