@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use similar::{DiffTag, TextDiff};
 
-use super::{CollectorPair, Comparison, ScenarioDiff, Status};
+use super::{CollectorPair, Comparison, FindingPair, ScenarioDiff, Status};
 use crate::report::escape as esc;
 
 const STYLE: &str = "\
@@ -19,6 +19,9 @@ td.del{background:#fdd}
 td.ins{background:#dfd}
 td.gap{background:#f4f4f4}
 p.failure{background:#fee;padding:.5em}
+table.findings{border-collapse:collapse;font-size:13px}
+table.findings td,table.findings th{padding:2px 8px;border:1px solid #ddd;text-align:left}
+tr.moved{background:#ffd}
 ";
 
 /// The page.
@@ -56,6 +59,7 @@ pub fn render(c: &Comparison) -> String {
     for s in &moved {
         scenario(&mut out, c, s);
     }
+    findings(&mut out, c);
     let same: Vec<&str> = c
         .scenarios
         .iter()
@@ -96,6 +100,46 @@ fn scenario(out: &mut String, c: &Comparison, s: &ScenarioDiff) {
         collector(out, c, pair);
     }
     out.push_str("</section>\n");
+}
+
+/// The oracle's findings beside the outputs: each scenario's, with how each side's verdict
+/// sorted it; a finding on one side only is marked.
+fn findings(out: &mut String, c: &Comparison) {
+    let with: Vec<&ScenarioDiff> = c
+        .scenarios
+        .iter()
+        .filter(|s| !s.findings.is_empty())
+        .collect();
+    if with.is_empty() {
+        out.push_str("<h2 id=\"findings\">Oracle findings</h2>\n<p>none on either side</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2 id=\"findings\">Oracle findings</h2>\n<table class=\"findings\">\n<thead><tr>\
+         <th>scenario</th><th>finding</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>",
+        esc(&c.base),
+        esc(&c.new)
+    );
+    for s in with {
+        for f in &s.findings {
+            finding(out, &s.name, f);
+        }
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn finding(out: &mut String, scenario: &str, f: &FindingPair) {
+    let side = |how: Option<&'static str>| how.unwrap_or("-");
+    let _ = writeln!(
+        out,
+        "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        if f.moved() { " class=\"moved\"" } else { "" },
+        esc(scenario),
+        esc(&f.finding),
+        side(f.base),
+        side(f.new)
+    );
 }
 
 /// One collector: base on the left, new on the right, changed lines paired.

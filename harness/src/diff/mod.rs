@@ -54,6 +54,9 @@ pub struct ScenarioOutput {
     /// Why it did not finish, if it did not.
     pub failure: Option<String>,
     pub collectors: Vec<CollectorOutput>,
+    /// The oracle's findings on this side: each finding's text and how the scenario's
+    /// verdict sorted it (`new`, `known`, `vanished`).
+    pub findings: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +78,58 @@ struct RawScenario {
     name: String,
     failure: Option<RawFailure>,
     goldens: Vec<RawGolden>,
+    /// Absent in reports of scenarios that injected nothing (and of older rasdrills).
+    #[serde(default)]
+    oracle: Option<RawOracle>,
+}
+
+/// The oracle's verdict as `report/json.rs` writes it (`oracle::Verdict`).
+#[derive(Deserialize)]
+struct RawOracle {
+    #[serde(default)]
+    known: Vec<RawFinding>,
+    #[serde(default)]
+    new: Vec<RawFinding>,
+    #[serde(default)]
+    vanished: Vec<RawKnown>,
+}
+
+#[derive(Deserialize)]
+struct RawFinding {
+    collector: String,
+    decoder: String,
+    field: String,
+    injected: String,
+    claimed: String,
+}
+
+impl RawFinding {
+    /// The finding as the diff shows it: its key, the injected and the claimed value.
+    fn text(&self) -> String {
+        format!(
+            "{}/{}/{}: injected {}, claimed {}",
+            self.collector, self.decoder, self.field, self.injected, self.claimed
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct RawKnown {
+    key: String,
+}
+
+impl RawOracle {
+    fn findings(self) -> Vec<(String, &'static str)> {
+        let new = self.new.iter().map(|f| (f.text(), "new"));
+        let known = self.known.iter().map(|f| (f.text(), "known"));
+        let vanished = self.vanished.into_iter().map(|k| {
+            (
+                format!("{}: listed as known, did not appear", k.key),
+                "vanished",
+            )
+        });
+        new.chain(known).chain(vanished).collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -129,6 +184,7 @@ impl Side {
                     name: s.name,
                     failure: s.failure.map(|f| f.message),
                     collectors,
+                    findings: s.oracle.map(RawOracle::findings).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, DiffError>>()?;
@@ -211,6 +267,22 @@ impl CollectorPair {
     }
 }
 
+/// One oracle finding of one scenario, both sides: how each side's verdict sorted it
+/// (`new`, `known`, `vanished`), `None` where that side does not have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingPair {
+    pub finding: String,
+    pub base: Option<&'static str>,
+    pub new: Option<&'static str>,
+}
+
+impl FindingPair {
+    /// Present on one side only: the decoder change made or cured it.
+    pub fn moved(&self) -> bool {
+        self.base.is_some() != self.new.is_some()
+    }
+}
+
 /// One scenario on both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioDiff {
@@ -218,6 +290,8 @@ pub struct ScenarioDiff {
     pub status: Status,
     /// Every collector either side has, base order first.
     pub collectors: Vec<CollectorPair>,
+    /// Every oracle finding either side has, base order first.
+    pub findings: Vec<FindingPair>,
 }
 
 impl ScenarioDiff {
@@ -292,6 +366,22 @@ fn scenario(
             new: n.iter().find(|x| x.name == c.name).cloned(),
         })
         .collect();
+    let bf: &[(String, &'static str)] = base.map_or(&[], |s| &s.findings);
+    let nf: &[(String, &'static str)] = new.map_or(&[], |s| &s.findings);
+    let on = |side: &[(String, &'static str)], f: &str| {
+        side.iter().find(|(t, _)| t == f).map(|(_, how)| *how)
+    };
+    let mut seen = BTreeSet::new();
+    let findings: Vec<FindingPair> = bf
+        .iter()
+        .chain(nf.iter())
+        .filter(|(f, _)| seen.insert(f.clone()))
+        .map(|(f, _)| FindingPair {
+            finding: f.clone(),
+            base: on(bf, f),
+            new: on(nf, f),
+        })
+        .collect();
     let failure = |s: Option<&ScenarioOutput>| s.and_then(|s| s.failure.clone());
     let status = match (base, new) {
         (None, _) => Status::OnlyIn(Which::New),
@@ -308,6 +398,7 @@ fn scenario(
         name: name.to_string(),
         status,
         collectors,
+        findings,
     }
 }
 
@@ -360,6 +451,16 @@ impl Comparison {
                 out.push_str(&c.unified(&self.base, &self.new));
             }
             out.push('\n');
+        }
+        for s in &self.scenarios {
+            for f in s.findings.iter().filter(|f| f.moved()) {
+                let side = if f.new.is_some() { "new" } else { "base" };
+                let _ = writeln!(
+                    out,
+                    "{}: oracle finding only in {side}: {}",
+                    s.name, f.finding
+                );
+            }
         }
         out.push_str(&self.summary());
         out.push('\n');

@@ -167,3 +167,79 @@ fn the_html_page_pairs_changed_lines_and_escapes_everything() {
     );
     assert!(row.contains("<td class=\"ins\">mce_record: CPU: 0, MCGc/s: 100010a/0, MC4: 9c7d410092080813, ADDR: 0000000012345000"), "{row}");
 }
+
+/// A report's scenario `name` given the oracle verdict `oracle` (as report/json.rs writes it).
+fn with_oracle(report: &str, name: &str, oracle: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(report).unwrap();
+    for s in v["scenarios"].as_array_mut().unwrap() {
+        if s["name"] == name {
+            s["oracle"] = oracle.clone();
+        }
+    }
+    v.to_string()
+}
+
+fn finding(claimed: &str) -> serde_json::Value {
+    serde_json::json!({
+        "collector": "kmsg", "decoder": "edac-mce-amd", "field": "class",
+        "kind": "missing-decode", "injected": "code 0x0080: memory controller error",
+        "claimed": claimed, "evidence": "[Hardware Error]: cache level: RESV, tx: INSN",
+    })
+}
+
+/// The oracle's findings stand beside the outputs: in the page for every scenario that has
+/// them, and in the text when a finding is on one side only (the change made or cured it).
+#[test]
+fn oracle_findings_are_shown_beside_the_outputs() {
+    let plain = report(&[("mc", None, &[("kmsg", CE)])], "6.1.0-57-amd64");
+    let known = with_oracle(
+        &plain,
+        "mc",
+        serde_json::json!({"known": [finding("no class named (LL=0 TT=0)")], "new": [],
+                           "vanished": [], "excused": []}),
+    );
+    let cured = with_oracle(
+        &plain,
+        "mc",
+        serde_json::json!({"known": [], "new": [],
+                           "vanished": [{"key": "kmsg/edac-mce-amd/class", "why": "x"}],
+                           "excused": []}),
+    );
+    let c = compare(&side("base.json", &known), &side("new.json", &cured));
+    let s = &c.scenarios[0];
+    assert_eq!(s.what(), "same", "findings do not make outputs move");
+    assert_eq!(s.findings.len(), 2);
+    assert_eq!(
+        (s.findings[0].base, s.findings[0].new),
+        (Some("known"), None)
+    );
+    assert_eq!(
+        (s.findings[1].base, s.findings[1].new),
+        (None, Some("vanished"))
+    );
+    let text = c.text();
+    assert!(
+        text.contains(
+            "mc: oracle finding only in base: kmsg/edac-mce-amd/class: injected code 0x0080: \
+             memory controller error, claimed no class named (LL=0 TT=0)\n"
+        ),
+        "{text}"
+    );
+    let page = html(&c);
+    assert!(
+        page.contains("<h2 id=\"findings\">Oracle findings</h2>"),
+        "{page}"
+    );
+    let row = page
+        .lines()
+        .find(|l| l.contains("claimed no class named"))
+        .unwrap();
+    assert_eq!(
+        row,
+        "<tr class=\"moved\"><td>mc</td><td>kmsg/edac-mce-amd/class: injected code 0x0080: \
+         memory controller error, claimed no class named (LL=0 TT=0)</td><td>known</td><td>-</td></tr>"
+    );
+    // Reports with no oracle verdict (nothing injected) say so.
+    let none = html(&compare(&side("a.json", &plain), &side("b.json", &plain)));
+    assert!(none.contains("<p>none on either side</p>"), "{none}");
+}
