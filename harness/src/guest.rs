@@ -10,9 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rasdrill_inject::hmp;
 use rasdrill_inject::record::Broadcast;
+use rasdrill_inject::request::AerRequest;
 use rasdrill_inject::status::UC;
+use rasdrill_inject::{aer, hmp};
 use rasdrill_inject::{Action, MceRecord, Payload};
 use rasdrill_qemu::cmdline::{Accel, VmConfig};
 use rasdrill_qemu::initramfs::{Initramfs, InitramfsError};
@@ -84,6 +85,8 @@ pub struct GuestSpec {
     /// The naive way, the reference `rasdrill bench` measures against: the compressed bzImage,
     /// busybox in the initramfs, and corrected errors from QEMU left to the timer poll.
     pub naive: bool,
+    /// q35 with the PCIe topology of [`rasdrill_qemu::cmdline::PCIE_TOPOLOGY`] (AER targets).
+    pub pcie: bool,
 }
 
 impl GuestSpec {
@@ -111,6 +114,7 @@ impl GuestSpec {
             poll_interval_s: 1,
             agent,
             naive: false,
+            pcie: false,
         }
     }
 }
@@ -295,14 +299,22 @@ impl Guest {
         config.vcpus = spec.vcpus;
         config.memory_mib = spec.memory_mib;
         config.initrd = Some(initrd);
+        config.pcie = spec.pcie;
+        if spec.pcie {
+            // QEMU 7.2 forwards a device's AER message only while SERR# is set in its Command
+            // register (pcie_aer_msg_alldev). Linux never sets it; SeaBIOS sets it on every
+            // device it initialises, qboot on none: with qboot no AER error reaches the guest.
+            config.firmware = None;
+        }
         let agent_socket = config.paths().agent_socket;
 
         progress(&format!(
-            "booting {} ({} vCPU, {} MiB, {}, kernel {})",
+            "booting {} ({} vCPU, {} MiB, {}{}, kernel {})",
             spec.cpu_model,
             spec.vcpus,
             spec.memory_mib,
             accel_name(accel),
+            if spec.pcie { ", q35 with PCIe" } else { "" },
             spec.kernel.release
         ));
         let started = Instant::now();
@@ -433,6 +445,9 @@ impl Guest {
             }
             return Ok(());
         }
+        if let Payload::Aer(request) = payload {
+            return self.inject_aer(request, note);
+        }
         let Payload::Qemu { records, broadcast } = payload else {
             return Err(GuestError::Refused {
                 what: format!("injecting via {}", payload.via()),
@@ -447,6 +462,36 @@ impl Guest {
             self.monitor(line)?;
             note(format!("sent `{line}` to QEMU's monitor"));
             self.kick_if_polled(record, *broadcast)?;
+        }
+        Ok(())
+    }
+
+    /// A PCIe AER error: QEMU's `pcie_aer_inject_error` through QMP, or the kernel's
+    /// aer_inject through the agent (its module is loaded at boot when a step needs it).
+    fn inject_aer(
+        &mut self,
+        request: &AerRequest,
+        note: &mut dyn FnMut(String),
+    ) -> Result<(), GuestError> {
+        match request {
+            AerRequest::Qemu(aer) => {
+                let line = aer.command();
+                let reply = self.vm.qmp().human_monitor_command(&line)?;
+                aer::check_reply(&reply).map_err(|e| GuestError::Monitor {
+                    line: line.clone(),
+                    message: e.to_string(),
+                })?;
+                note(format!("sent `{line}` to QEMU's monitor"));
+            }
+            AerRequest::Kernel(aer) => {
+                let writes =
+                    self.call("injecting through aer_inject", REQUEST_TIMEOUT, |a, d| {
+                        a.aer_inject(aer, d)
+                    })?;
+                for w in writes {
+                    note(format!("in the guest: {w}"));
+                }
+            }
         }
         Ok(())
     }

@@ -57,6 +57,7 @@ impl Profile {
             vcpus: self.vcpus,
             banks: GUEST_BANKS,
             vendor: vendor_of(self.cpu_model),
+            pcie: false,
         }
     }
 

@@ -257,7 +257,8 @@ pub fn check_reply(text: &str) -> Result<(), AerReplyError> {
 pub const DEV: &str = "dev/aer_inject";
 
 /// One injection through the kernel's aer_inject: the device and the status bits it reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialisable: the host sends it to a guest's agent, which writes it there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelAer {
     /// The device; the kernel keeps a 32-bit domain, EINJ-style [`Sbdf`] 8 bits of it.
     device: Sbdf,

@@ -124,7 +124,7 @@ impl fmt::Display for ErrorType {
 
 /// A PCIe segment, bus, device and function, as EINJ packs it into a u32:
 /// segment in bits 31:24, bus 23:16, device 15:11, function 10:8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sbdf {
     pub segment: u8,
     pub bus: u8,

@@ -117,6 +117,19 @@ impl Payload {
         }
     }
 
+    /// Whether its target is a PCIe device, which a guest has only with a PCIe topology.
+    pub fn needs_pcie(&self) -> bool {
+        matches!(self, Payload::Aer(_))
+    }
+
+    /// Modules a guest loads for this payload to be delivered (beyond the base mce_inject).
+    pub fn guest_modules(&self) -> &'static [&'static str] {
+        match self {
+            Payload::Aer(AerRequest::Kernel(_)) => &["aer_inject"],
+            _ => &[],
+        }
+    }
+
     /// The MCE records it injects (none for the other sources).
     pub fn records(&self) -> &[MceRecord] {
         match self {
@@ -134,6 +147,8 @@ pub struct GuestFacts {
     pub banks: u32,
     /// From the CPU model; decides which injection flags make sense.
     pub vendor: Vendor,
+    /// The machine is q35 with a PCIe root port and an endpoint behind it (an AER target).
+    pub pcie: bool,
 }
 
 /// Where the errors go.
@@ -341,19 +356,16 @@ impl Request {
                  EINJ table not found`); use einj on a lab machine or a tree that stands in for \
                  one (--root, or target: local)",
             ),
-            (Payload::Hwpoison(_) | Payload::Aer(_), Place::Guest(_))
-                if !matches!(self.payload, Payload::Aer(AerRequest::Qemu(_))) =>
-            {
-                (
-                    GUEST,
-                    "rasdrill does not deliver it to guests yet (its agent runs only mce-inject); \
-                     use it on this machine or a tree that stands in for one",
-                )
-            }
-            (Payload::Aer(AerRequest::Qemu(_)), Place::Guest(_)) => (
+            (Payload::Hwpoison(_), Place::Guest(_)) => (
                 GUEST,
-                "rasdrill does not send pcie_aer_inject_error yet: its guests have no PCIe root \
-                 port (QEMU's default machine is i440fx)",
+                "rasdrill does not deliver it to guests yet (its agent runs only mce-inject); \
+                 use it on this machine or a tree that stands in for one",
+            ),
+            (Payload::Aer(_), Place::Guest(facts)) if !facts.pcie => (
+                "a QEMU guest without PCIe",
+                "its machine has no PCIe root port (QEMU's default machine is i440fx): give the \
+                 scenario `machine: {pcie: true}` (q35, root port rp0 at 0000:00:01.0, e1000e \
+                 nic0 at 0000:01:00.0)",
             ),
             (Payload::Aer(AerRequest::Qemu(_)), Place::Machine { .. }) => (
                 "this machine",
@@ -472,6 +484,7 @@ mod tests {
             vcpus: 2,
             banks: 10,
             vendor: Vendor::Intel,
+            pcie: false,
         })
     }
 

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rasdrill_inject::aer::KernelAer;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 
@@ -241,6 +242,19 @@ impl AgentClient {
         }
     }
 
+    /// One aer_inject write in the guest; the reply is what was written.
+    pub fn aer_inject(
+        &mut self,
+        aer: &KernelAer,
+        deadline: Instant,
+    ) -> Result<Vec<String>, ClientError> {
+        let request = Request::AerInject { aer: aer.clone() };
+        match self.request(request, deadline)? {
+            Reply::Injected { writes } => Ok(writes),
+            other => Err(self.unexpected("aer_inject", other)),
+        }
+    }
+
     pub fn kmsg(
         &mut self,
         after: Option<u64>,
@@ -360,6 +374,7 @@ fn request_name(request: &Request) -> String {
     let name = match request {
         Request::Status => "status",
         Request::Inject { .. } => "inject",
+        Request::AerInject { aer } => return format!("aer_inject {}", aer.device()),
         Request::Kmsg { .. } => "kmsg",
         Request::KmsgLast => "kmsg_last",
         Request::Burst { .. } => "burst",

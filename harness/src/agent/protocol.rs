@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rasdrill_inject::aer::KernelAer;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::MceRecord;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub enum Request {
         flags: InjectionType,
         count: u32,
     },
+    /// One write of `struct aer_error_inj` to the kernel's `/dev/aer_inject`, after the
+    /// inject crate's preflight (the device, the injector).
+    AerInject { aer: KernelAer },
     /// Kernel log records with a sequence number above `after`.
     Kmsg { after: Option<u64> },
     /// The newest kernel log record alone (as `Reply::Kmsg`): a cursor for what comes next,
@@ -223,7 +227,8 @@ pub enum FromAgent {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reply {
     Status(Ready),
-    /// The kernel file writes performed, in order (`write <path> <value>`).
+    /// The kernel file writes performed, in order (`write <path> <value>`; for AerInject the
+    /// structure's fields).
     Injected {
         writes: Vec<String>,
     },

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rasdrill_qemu::wait::{wait_until, Deadline};
 
+use rasdrill_inject::aer::KernelAer;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::{preflight, InjectError, MceRecord, PerformError};
 
@@ -149,6 +150,7 @@ impl Agent {
         match request {
             Request::Status => Ok(Reply::Status(self.ready.clone())),
             Request::Inject { record, flags } => self.inject(&record, flags),
+            Request::AerInject { aer } => self.aer_inject(&aer),
             Request::Burst {
                 record,
                 flags,
@@ -221,6 +223,15 @@ impl Agent {
     /// Checks the record against this machine completely, then writes mce-inject's files.
     fn inject(&self, record: &MceRecord, kind: InjectionType) -> Result<Reply, RequestError> {
         let actions = preflight::debugfs_plan(&self.env.root, kind, std::slice::from_ref(record))?;
+        rasdrill_inject::perform(&actions)?;
+        Ok(Reply::Injected {
+            writes: actions.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// Checks the device and `/dev/aer_inject` (the module was loaded at boot), then writes.
+    fn aer_inject(&self, aer: &KernelAer) -> Result<Reply, RequestError> {
+        let actions = preflight::kernel_aer_plan(&self.env.root, aer)?;
         rasdrill_inject::perform(&actions)?;
         Ok(Reply::Injected {
             writes: actions.iter().map(ToString::to_string).collect(),

@@ -81,8 +81,8 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
 }
 
 /// The run the flags describe: the profile's guest, its kernel log and `mce_record` trace
-/// collected from before the first injection, one inject step per record, then a wait for as
-/// many `mce_record`s as records (or for the panic).
+/// (`aer_event` for AER) collected from before the first injection, one inject step per
+/// record, then a wait for as many trace records as errors (or for the panic).
 fn scenario(request: &Request, args: &GuestInject) -> Scenario {
     let mut kinds: Vec<StepKind> = match &request.payload {
         Payload::Qemu { records, broadcast } => records
@@ -111,9 +111,15 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         // After a panic only the kernel log can be read (from the console).
         vec![KMSG.to_string()]
     } else {
+        // An AER injection is one aer_event (the kernel reports each status bit of one
+        // injection in one event); MCE records are one mce_record each.
+        let records = match &request.payload {
+            Payload::Aer(_) => 1,
+            other => other.records().len() as u32,
+        };
         kinds.push(StepKind::Wait(Wait {
             collector: TRACE.into(),
-            until: WaitFor::Records(request.payload.records().len() as u32),
+            until: WaitFor::Records(records),
             timeout: args.timeout,
         }));
         vec![KMSG.to_string(), TRACE.to_string()]

@@ -13,7 +13,7 @@ use clap::Args;
 use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::edac::{EccAccess, EccInjection, FakeInjection, Layer};
 use rasdrill_inject::guard::Allow;
-use rasdrill_inject::request::{self, AerRequest, EdacRequest, ExecuteError};
+use rasdrill_inject::request::{self, AerRequest, EdacRequest, ExecuteError, GuestFacts};
 use rasdrill_inject::{status, MceRecord, Payload, Place, Request, Via};
 
 use crate::cmd::guest_inject::{self, GuestInject};
@@ -352,9 +352,14 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
             "--root is for this machine's files; a --guest has its own",
         ));
     }
+    // An AER request gets the PCIe topology, as a scenario's `machine: {pcie: true}` would.
+    let facts = GuestFacts {
+        pcie: payload.needs_pcie(),
+        ..profile.facts()
+    };
     let request = Request {
         payload,
-        place: Place::Guest(profile.facts()),
+        place: Place::Guest(facts),
     };
     guest_inject::run(
         &request,

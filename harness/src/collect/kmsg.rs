@@ -3,8 +3,10 @@
 //!
 //! Which lines: by default those of the RAS and machine-check world ([`DEFAULT_FILTER`]: the
 //! decoders' `[Hardware Error]` lines, `mce:`, `EDAC`, `RAS`, memory failure and hwpoison, machine
-//! checks and a panic's lines); a scenario's `kmsg: {match: REGEX}` chooses instead. The kernel's
-//! rate-limited notices ([`RATE_LIMITED`]) are always left out: whether one is printed depends
+//! checks and a panic's lines, and the PCIe AER driver's report: its `AER:` lines (the message
+//! received, the recovery), `PCIe Bus Error`, the device's status/mask line, one line per
+//! status bit (`[ 0] RxErr (First)`), the TLP header, and aer_inject's own line); a
+//! scenario's `kmsg: {match: REGEX}` chooses instead. The kernel's rate-limited notices ([`RATE_LIMITED`]) are always left out: whether one is printed depends
 //! on what ran before in the same guest, and results must not depend on order.
 //!
 //! Kernel crash reports are kept whole whatever the filter, and counted as crashes: an oops,
@@ -22,7 +24,8 @@
 //! A record, for `wait: {records: N}`, is one machine-check or memory-controller error as the
 //! kernel reports it: a line matching [`RECORD`], i.e. the kernel's own `Machine Check...: Bank N:`
 //! line (no decoder, or a panic), edac_mce_amd's `MCn_STATUS` line, or the EDAC core's
-//! `EDAC MCn: N CE|UE` line. Each of these is printed once per error.
+//! `EDAC MCn: N CE|UE` line, or the AER driver's `AER: ... error message received from` line.
+//! Each of these is printed once per error.
 
 use std::sync::LazyLock;
 
@@ -33,14 +36,23 @@ use crate::agent::protocol::KmsgRecord;
 use crate::target::Target;
 
 /// The lines kept when a scenario does not choose (case-insensitive).
-pub const DEFAULT_FILTER: &str = r"(?i)hardware error|machine check|\bmce\b|mce:|edac|\bras\b|memory failure|hwpoison|kernel panic|kernel offset";
+pub const DEFAULT_FILTER: &str = concat!(
+    r"(?i)hardware error|machine check|\bmce\b|mce:|edac|\bras\b|memory failure|hwpoison|kernel panic|kernel offset",
+    // PCIe AER (drivers/pci/pcie/aer.c, err.c, aer_inject.c): the `AER:` prefix, the report's
+    // lines without it, and a PCI device's bit lines (`0000:00:01.0:    [ 4] DLP  (First)`).
+    r"|\baer:|\baer_inject\b|pcie bus error|error status/mask=|tlp header:",
+    r"|^\S+ [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]:\s+\[\s*\d+\] ",
+);
 
 /// Kernel notices that are rate-limited across the guest's life: `mce_notify_irq` prints
 /// `Machine check events logged` at most twice a minute, then counts what it suppressed.
 pub const RATE_LIMITED: &str = r"Machine check events logged|callbacks suppressed";
 
 /// One error report, whoever printed it.
-pub const RECORD: &str = r"Machine Check( Exception)?: [0-9a-fA-F]+ Bank \d+:|\bMC\d+_STATUS\b|EDAC MC\d+: \d+ (CE|UE)\b";
+pub const RECORD: &str = concat!(
+    r"Machine Check( Exception)?: [0-9a-fA-F]+ Bank \d+:|\bMC\d+_STATUS\b|EDAC MC\d+: \d+ (CE|UE)\b",
+    r"|AER: (Multiple )?(Corrected|Uncorrected \((Non-)?Fatal\)) error (message )?received",
+);
 
 /// The first line of a kernel crash report.
 pub const CRASH_START: &str = r"^(?:-+\[ cut here \]-+|BUG: |Oops: |WARNING: |kernel BUG at |general protection fault|Call Trace:)";
@@ -263,6 +275,28 @@ mod tests {
         ];
         let out = k.collected(texts.iter().map(|t| (t.to_string(), t.to_string())));
         assert_eq!((out.records, out.lines.len()), (3, 5));
+    }
+
+    /// An aer_inject'ed correctable error on an endpoint, kernel 6.1 (docs/aer.md), and the
+    /// lines of the same boot that are no error report.
+    #[test]
+    fn keeps_the_aer_report_and_counts_one_record_per_error() {
+        let k = Kmsg::new(None, false).unwrap();
+        let texts = [
+            "pcieport 0000:00:01.0: aer_inject: Injecting errors 00000040/00000000 into device 0000:01:00.0",
+            "pcieport 0000:00:01.0: AER: Corrected error message received from 0000:01:00.0",
+            "e1000e 0000:01:00.0: PCIe Bus Error: severity=Corrected, type=Data Link Layer, (Receiver ID)",
+            "e1000e 0000:01:00.0:   device [8086:10d3] error status/mask=00000040/0000e000",
+            "e1000e 0000:01:00.0:    [ 6] BadTLP                ",
+            "pcieport 0000:00:01.0: AER: Uncorrected (Non-Fatal) error message received from 0000:01:00.0",
+            "e1000e 0000:01:00.0:   TLP Header: 40000001 0100000f fee00000 00000000",
+            "pcieport 0000:00:01.0: AER: device recovery successful",
+            "e1000e 0000:01:00.0 eth0: Intel(R) PRO/1000 Network Connection",
+            "pci 0000:00:01.0: [1b36:000c] type 01 class 0x060400",
+        ];
+        let out = k.collected(texts.iter().map(|t| (t.to_string(), t.to_string())));
+        assert_eq!(out.lines, texts[..8]);
+        assert_eq!(out.records, 2);
     }
 
     #[test]

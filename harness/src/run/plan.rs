@@ -22,7 +22,7 @@ use crate::agent::config::SetupStep;
 use crate::collect::{self, Collector, Context, GuestNeeds};
 use crate::guest::{AccelChoice, GuestSpec};
 use crate::report::FailureKind;
-use crate::scenario::{Machine, Scenario};
+use crate::scenario::{Machine, Scenario, StepKind};
 
 /// Where `fake_panic` lives (docs/kernel-interfaces.md, "mce-inject debugfs").
 pub const FAKE_PANIC: &str = "/sys/kernel/debug/mce/fake_panic";
@@ -173,7 +173,12 @@ pub fn collectors(
         })
 }
 
-/// The modules a guest scenario loads: its machine's decoders, its own and its collectors'.
+/// The driver of the PCIe topology's endpoint (an e1000e): with it bound, the AER driver's
+/// recovery runs the endpoint driver's error handlers, as on a real machine.
+pub const PCIE_ENDPOINT_DRIVER: &str = "e1000e";
+
+/// The modules a guest scenario loads: its machine's decoders, the PCIe endpoint's driver, what
+/// its steps deliver through (aer_inject), its own and its collectors'.
 fn needed_modules(
     scenario: &Scenario,
     machine: &Machine,
@@ -191,6 +196,17 @@ fn needed_modules(
         decoders
             .iter()
             .copied()
+            .chain(machine.pcie.then_some(PCIE_ENDPOINT_DRIVER))
+            .chain(
+                scenario
+                    .steps
+                    .iter()
+                    .flat_map(|s| match &s.kind {
+                        StepKind::Inject(payload) => payload.guest_modules(),
+                        _ => &[],
+                    })
+                    .copied(),
+            )
             .chain(scenario.setup.modules.iter().map(String::as_str))
             .chain(collector_modules.iter().map(String::as_str))
             .map(modules::normalize),
@@ -284,6 +300,7 @@ fn identity(
         poll_interval_s: scenario.setup.poll_interval.as_secs() as u32,
         agent: defaults.agent.clone(),
         naive: defaults.naive,
+        pcie: machine.pcie,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Scenarios that a command builds from its flags instead of reading a file (`inject --guest`,
-//! `fuzz`): one guest, the kernel log and the `mce_record` trace, the command's steps.
+//! `fuzz`): one guest, the kernel log and the trace of its source (`mce_record`, or
+//! `aer_event` for PCIe AER, whose guest then has the PCIe topology), the command's steps.
 
 use std::path::PathBuf;
 
@@ -14,10 +15,13 @@ pub const KMSG: &str = "kmsg";
 pub const TRACE: &str = "trace";
 /// The tracepoint that counts the records the guest's kernel logged.
 pub const MCE_RECORD: &str = "mce/mce_record";
+/// The tracepoint of the AER driver's reports, one per error.
+pub const AER_EVENT: &str = "ras/aer_event";
 
 impl Scenario {
     /// A scenario for a guest of `profile` that collects the kernel log and the `mce_record`
-    /// trace from before its first step, runs `steps` in order and compares `compare`.
+    /// trace (`aer_event` with a PCIe topology when a step injects AER) from before its first
+    /// step, runs `steps` in order and compares `compare`.
     /// `origin` stands where a file name would be, e.g. `(command line)`.
     pub fn from_flags(
         origin: &str,
@@ -27,11 +31,18 @@ impl Scenario {
         steps: Vec<StepKind>,
         compare: Vec<String>,
     ) -> Scenario {
+        let pcie = steps
+            .iter()
+            .any(|s| matches!(s, StepKind::Inject(p) if p.needs_pcie()));
+        let event = if pcie { AER_EVENT } else { MCE_RECORD };
         Scenario {
             file: PathBuf::from(origin),
             name,
             description,
-            target: Target::Guest(Machine::of_profile(profile)),
+            target: Target::Guest(Machine {
+                pcie,
+                ..Machine::of_profile(profile)
+            }),
             setup: Setup::default(),
             collectors: vec![
                 Collector {
@@ -44,7 +55,7 @@ impl Scenario {
                 Collector {
                     name: TRACE.into(),
                     kind: CollectorKind::Trace {
-                        events: vec![MCE_RECORD.into()],
+                        events: vec![event.into()],
                     },
                 },
             ],

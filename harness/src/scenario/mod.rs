@@ -33,7 +33,7 @@ use regex::Regex;
 
 use crate::profile::Profile;
 
-pub use from_flags::{KMSG, MCE_RECORD, TRACE};
+pub use from_flags::{AER_EVENT, KMSG, MCE_RECORD, TRACE};
 pub use problem::{Invalid, Problem};
 pub use yaml::Loc;
 
@@ -91,6 +91,8 @@ pub struct Machine {
     /// Guessed from the CPU model; decides which status bits and injection flags make sense.
     pub vendor: Vendor,
     pub kernel: Option<KernelOverride>,
+    /// q35 with a PCIe root port and an e1000e behind it (`pcie: true`), for AER.
+    pub pcie: bool,
 }
 
 /// A kernel other than the default one.
@@ -212,6 +214,7 @@ impl Machine {
             memory_mib: profile.memory_mib,
             vendor: crate::profile::vendor_of(profile.cpu_model),
             kernel: None,
+            pcie: false,
         }
     }
 
@@ -221,6 +224,7 @@ impl Machine {
             vcpus: self.vcpus,
             banks: rasdrill_qemu::cmdline::GUEST_BANKS,
             vendor: self.vendor,
+            pcie: self.pcie,
         }
     }
 }

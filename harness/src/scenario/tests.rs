@@ -554,6 +554,35 @@ steps:
 }
 
 #[test]
+fn aer_needs_a_guest_with_pcie_and_pcie_is_a_flag() {
+    let text = r#"
+name: guest-aer
+description: AER on a machine without PCIe, and a pcie key that is no flag
+machine: {profile: amd-f15h}
+steps:
+  - inject: {via: aer, qdev: rp0, aer_error: DLP}
+  - inject: {via: aer, sbdf: "0000:00:01.0", aer_error: RCVR}
+"#;
+    let e = invalid("scenarios/guest-aer.yaml", text);
+    assert!(
+        e.contains(
+            "via aer cannot inject into a QEMU guest without PCIe: its machine has no PCIe root \
+             port (QEMU's default machine is i440fx): give the scenario `machine: {pcie: true}`"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.matches("without PCIe").count(), 2, "{e}");
+    let with_pcie = text.replace("amd-f15h}", "amd-f15h, pcie: true}");
+    let s = from_str(Path::new("scenarios/guest-aer.yaml"), &with_pcie).unwrap();
+    assert!(s.machine().unwrap().pcie);
+    let e = invalid(
+        "scenarios/guest-aer.yaml",
+        &text.replace("amd-f15h}", "amd-f15h, pcie: yes please}"),
+    );
+    assert!(e.contains("machine.pcie"), "{e}");
+}
+
+#[test]
 fn a_misspelled_tracepoint_is_refused_with_the_close_matches() {
     let text = r#"
 name: typo

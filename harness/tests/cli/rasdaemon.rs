@@ -51,6 +51,7 @@ fn inject_through_qemu(guest: &mut Guest, record: MceRecord) {
             banks: GUEST_BANKS,
             // The vendor decides only which mce-inject flags fit.
             vendor: Vendor::Unknown,
+            pcie: false,
         }),
     };
     let actions = request.plan(Allow::default()).unwrap();
@@ -73,6 +74,7 @@ fn boot(cpu_model: &str, modules: &[&str], collector: &mut Rasdaemon) -> Guest {
         poll_interval_s: 1,
         agent: assert_cmd::cargo::cargo_bin("rasdrill"),
         naive: false,
+        pcie: false,
     };
     let guest = Guest::boot(&spec, &mut |m| eprintln!("guest: {m}")).unwrap();
     eprintln!("boot took {:.2?}", guest.boot_time());

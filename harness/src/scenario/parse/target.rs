@@ -3,7 +3,14 @@
 use super::*;
 use crate::profile;
 
-const MACHINE_KEYS: &[&str] = &["profile", "cpu_model", "vcpus", "memory_mib", "kernel"];
+const MACHINE_KEYS: &[&str] = &[
+    "profile",
+    "cpu_model",
+    "vcpus",
+    "memory_mib",
+    "kernel",
+    "pcie",
+];
 const KERNEL_KEYS: &[&str] = &["path", "modules"];
 const LOCAL_KEYS: &[&str] = &["root"];
 
@@ -87,9 +94,14 @@ pub(super) fn machine(node: &Node, dir: &Path, p: &mut Problems) -> Option<Machi
         Some(n) => kernel(n, dir, p).map(Some),
         None => Some(None),
     };
+    let pcie = match f.take("pcie") {
+        Some(n) => boolean(n, "machine.pcie", p),
+        None => Some(false),
+    };
     f.finish(p);
     let cpu_model = cpu_model?;
     Some(Machine {
+        pcie: pcie?,
         profile,
         vendor: profile::vendor_of(&cpu_model),
         cpu_model,
