@@ -1,8 +1,9 @@
 //! The runner behind `rasdrill run`: scenarios in, a [`RunReport`] out.
 //!
 //! Guest scenarios are grouped by guest spec ([`plan`]); each group boots one guest and runs
-//! its scenarios in file order. A scenario that panics the guest (expected or not), or loses
-//! it, makes the next scenario of the group boot a fresh one. Local scenarios get a fresh
+//! its scenarios in file order. A scenario that panics the guest (expected or not), loses it,
+//! or leaves state behind in it ([`crate::scenario::Scenario::spoils_guest`]: PCIe AER) makes
+//! the next scenario of the group start from a pristine one. Local scenarios get a fresh
 //! [`LocalTarget`] each. Every scenario builds fresh collectors, started before its first step.
 //!
 //! One scenario, on its target ([`scenario::run`]): start the collectors, run the steps, let the

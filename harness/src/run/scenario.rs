@@ -158,8 +158,8 @@ pub(super) fn on_guest(
     if let Some(panic) = &executed.panic {
         sink.event(&Event::GuestPanicked(panic.clone()));
     }
-    let lost = executed.lost;
-    (finished(scenario, start, executed), !lost)
+    let reusable = !executed.lost && !scenario.spoils_guest();
+    (finished(scenario, start, executed), reusable)
 }
 
 /// Runs a scenario on this machine, or on a fresh copy of its stand-in tree.

@@ -248,6 +248,15 @@ impl Scenario {
         }
     }
 
+    /// Whether the guest keeps what the scenario did, so that no other scenario may use it
+    /// after: a PCIe AER error leaves its device's sticky error status behind (and a failed
+    /// recovery a link down), which the next scenario's report would show.
+    pub fn spoils_guest(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(&s.kind, StepKind::Inject(p) if p.needs_pcie()))
+    }
+
     pub fn collector(&self, name: &str) -> Option<&Collector> {
         self.collectors.iter().find(|c| c.name == name)
     }
