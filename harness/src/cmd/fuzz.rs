@@ -31,6 +31,8 @@ Examples:
   rasdrill fuzz --seed 1 --count 20 --list
   # An Intel guest on the 6.12 kernel line:
   rasdrill fuzz --seed 7 --count 50 --profile intel-skx --kernel-release 6.12
+  # Only what is not documented yet (edac_mce_amd names no class for memory-controller codes):
+  rasdrill fuzz --seed 1 --count 20 --known kmsg/edac-mce-amd/class
 
 What is generated: corrected errors only (VAL EN, UC and PCC clear), with an architectural
 error code of a memory-controller, cache, TLB or bus class, a small model code, and at random
@@ -57,6 +59,10 @@ pub struct FuzzArgs {
     /// Print the generated records, one a line, and boot nothing
     #[arg(long)]
     pub list: bool,
+    /// A finding already documented (`collector/decoder/field`, e.g.
+    /// `kmsg/edac-mce-amd/class`): reported as known, not counted, not shrunk; repeatable
+    #[arg(long = "known", value_name = "KEY")]
+    pub known: Vec<String>,
     /// Where reproducer scenarios go, one per failing record
     #[arg(long, value_name = "DIR", default_value = "fuzz-findings")]
     pub out: PathBuf,
@@ -84,6 +90,8 @@ enum Signature {
 struct Judged {
     /// New findings' keys, sorted, with each finding as the oracle reports it.
     findings: BTreeMap<String, Vec<String>>,
+    /// The keys of the findings `--known` lists, sorted.
+    known: Vec<String>,
     /// The first line of each crash report.
     oopses: Vec<String>,
     /// The run failed for another reason (the record was not decoded in time, the guest).
@@ -125,6 +133,11 @@ pub fn run(args: FuzzArgs) -> Result<(), Failure> {
             args.timeout
         )));
     }
+    let collectors = [KMSG.to_string(), TRACE.to_string()];
+    for key in &args.known {
+        crate::oracle::known::valid_key(key, &collectors)
+            .map_err(|e| Failure::bad_input(format!("--known {key}: {e}")))?;
+    }
     let records = randrec::generate(args.seed, args.count, args.profile.vcpus);
     if args.list {
         let mut text = String::new();
@@ -152,6 +165,9 @@ pub fn run(args: FuzzArgs) -> Result<(), Failure> {
             let _ = write!(line, "failed: {why}");
         } else if j.findings.is_empty() && j.oopses.is_empty() {
             line.push_str("ok");
+            if !j.known.is_empty() {
+                let _ = write!(line, " (known: {})", j.known.join(", "));
+            }
         } else {
             let keys: Vec<String> = j.signatures().iter().map(describe).collect();
             line.push_str(&keys.join(", "));
@@ -250,7 +266,7 @@ impl Fuzz<'_> {
                         report.results.len()
                     )));
                 };
-                Ok(verdict(result, oopses))
+                Ok(verdict(result, oopses, &self.args.known))
             })
             .collect()
     }
@@ -299,14 +315,24 @@ impl Fuzz<'_> {
 }
 
 /// A record's verdict from its scenario's result and the crash lines its outputs held.
-fn verdict(result: ScenarioResult, oopses: Vec<String>) -> Judged {
-    let findings = result.oracle.iter().flat_map(|v| &v.new).fold(
-        BTreeMap::<String, Vec<String>>::new(),
-        |mut m, f| {
-            m.entry(f.key()).or_default().push(f.to_string());
+fn verdict(result: ScenarioResult, oopses: Vec<String>, known: &[String]) -> Judged {
+    let (known, new): (Vec<_>, Vec<_>) = result
+        .oracle
+        .iter()
+        .flat_map(|v| &v.new)
+        .partition(|f| known.contains(&f.key()));
+    let mut known: Vec<String> = known.iter().map(|f| f.key()).collect();
+    known.sort();
+    known.dedup();
+    let findings = new
+        .into_iter()
+        .fold(BTreeMap::<String, Vec<String>>::new(), |mut m, f| {
+            // Evidence lines normalised (printk times): the same seed gives the same report.
+            m.entry(f.key())
+                .or_default()
+                .push(crate::normalize::normalize(&f.to_string()));
             m
-        },
-    );
+        });
     // A crash fails the scenario; it is counted as an oops, not as a second failure.
     let failure = result
         .failure
@@ -314,6 +340,7 @@ fn verdict(result: ScenarioResult, oopses: Vec<String>) -> Judged {
         .map(|f| (f.kind, f.message));
     Judged {
         findings,
+        known,
         oopses,
         failure,
     }

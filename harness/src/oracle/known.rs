@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::Finding;
+use super::{Decoder, Field, Finding};
 
 /// One documented finding: its key (`collector/decoder/field`) and why it is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,4 +87,33 @@ pub fn compare_known(
         .cloned()
         .collect();
     v
+}
+
+/// Checks a known finding's key, `collector/decoder/field`, against the collectors it may name;
+/// the message says what is wrong (a scenario's `known_findings`, `rasdrill fuzz --known`).
+pub fn valid_key(key: &str, collectors: &[String]) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [collector, decoder, field] = parts[..] else {
+        return Err(format!(
+            "`{key}` is not `collector/decoder/field` (e.g. `kmsg/edac-mce-amd/class`)"
+        ));
+    };
+    if !collectors.iter().any(|c| c == collector) {
+        return Err(format!(
+            "`{collector}` is not a collector of this scenario (collectors: {})",
+            collectors.join(", ")
+        ));
+    }
+    if Decoder::parse(decoder).is_none() {
+        return Err(format!(
+            "`{decoder}` is not a decoder (kernel-raw, edac-mce-amd, trace, rasdaemon, rasdaemon-db)"
+        ));
+    }
+    if Field::parse(field).is_none() {
+        return Err(format!(
+            "`{field}` is not a field (cpu, bank, status, flag, address, misc, synd, ipid, \
+             severity, class, record, count)"
+        ));
+    }
+    Ok(())
 }

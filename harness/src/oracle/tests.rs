@@ -309,6 +309,13 @@ fn class_findings(lines: &[String], injected: &Injected) -> Vec<Finding> {
     .findings
 }
 
+/// No finding in the real lines; the findings once `from` reads `to` in them.
+fn found_once_changed(lines: &[String], injected: &Injected, from: &str, to: &str) -> Vec<Finding> {
+    assert_eq!(keys(&class_findings(lines, injected)), Vec::<String>::new());
+    let moved: Vec<String> = lines.iter().map(|l| l.replace(from, to)).collect();
+    class_findings(&moved, injected)
+}
+
 /// `rasdrill fuzz --seed 1` on kernel 6.1: a cache hierarchy code (0000 0001 RRRR TTLL,
 /// RRRR=7 evict, TT=0 instruction, LL=3) that edac_mce_amd decodes rightly. `tx:` is printed
 /// for every code but bus and internal ones, so it does not say "TLB"; `mem-tx: EV` (the
@@ -356,15 +363,7 @@ fn a_cache_code_with_tx_and_mem_tx_is_the_cache_class() {
         },
         ..injected
     };
-    assert_eq!(
-        keys(&class_findings(&lines, &injected)),
-        Vec::<String>::new()
-    );
-    let moved: Vec<String> = lines
-        .iter()
-        .map(|l| l.replace("mem-tx: GEN", "mem-tx: EV"))
-        .collect();
-    let found = class_findings(&moved, &injected);
+    let found = found_once_changed(&lines, &injected, "mem-tx: GEN", "mem-tx: EV");
     assert_eq!(keys(&found), ["kmsg/edac-mce-amd/class"]);
     assert_eq!(found[0].kind, Kind::WrongDecode);
 }
@@ -408,18 +407,8 @@ fn tx_alone_fits_a_tlb_code_and_misses_a_memory_controller_code() {
             "[Hardware Error]: cache level: L1, tx: INSN",
         ],
     );
-    assert_eq!(
-        keys(&class_findings(&lines, &injected)),
-        Vec::<String>::new()
-    );
-    let moved: Vec<String> = lines
-        .iter()
-        .map(|l| l.replace("tx: INSN", "tx: DATA"))
-        .collect();
-    assert_eq!(
-        keys(&class_findings(&moved, &injected)),
-        ["kmsg/edac-mce-amd/class"]
-    );
+    let found = found_once_changed(&lines, &injected, "tx: INSN", "tx: DATA");
+    assert_eq!(keys(&found), ["kmsg/edac-mce-amd/class"]);
 }
 
 #[test]

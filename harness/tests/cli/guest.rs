@@ -487,15 +487,20 @@ fn fuzz_injects_the_seeds_records_and_reports_them_in_its_last_line() {
     assert_ne!(listed, list("2"));
     assert_eq!(listed.lines().count(), 5);
 
+    let fuzz = |out_dir: &std::path::Path, known: &[&str]| {
+        let out = run
+            .command(&[
+                "fuzz", "--seed", "1", "--count", "5", "--accel", "tcg", "--out",
+            ])
+            .arg(out_dir)
+            .args(known)
+            .output()
+            .unwrap();
+        run.assert_no_qemu();
+        out
+    };
     let out_dir = run.tmp.path().join("findings");
-    let out = run
-        .command(&[
-            "fuzz", "--seed", "1", "--count", "5", "--accel", "tcg", "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    run.assert_no_qemu();
+    let out = fuzz(&out_dir, &[]);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     for line in listed.lines() {
@@ -519,4 +524,32 @@ fn fuzz_injects_the_seeds_records_and_reports_them_in_its_last_line() {
     // A reproducer for each failing record, none when clean.
     let written = fs::read_dir(&out_dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(written == 0, clean, "{stdout}");
+
+    // The same seed gives the same report, in a fresh guest: the records, each verdict, the
+    // findings with their (normalised) evidence, the shrunk reproducers, the last line.
+    let again_dir = run.tmp.path().join("again");
+    let again = fuzz(&again_dir, &[]);
+    let again_stdout = text(&again.stdout).replace(
+        &again_dir.display().to_string(),
+        &out_dir.display().to_string(),
+    );
+    assert_eq!(again_stdout, stdout, "{}", text(&again.stderr));
+    assert_eq!(again.status.code(), out.status.code());
+
+    // A finding `--known` lists is reported as known: the record is ok, nothing is counted.
+    let key = "kmsg/edac-mce-amd/class";
+    let known = fuzz(&run.tmp.path().join("known"), &["--known", key]);
+    let known_stdout = text(&known.stdout);
+    let suffix = format!(": finding {key}");
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("record ") && l.ends_with(&suffix))
+    {
+        let record = &line[..line.len() - suffix.len()];
+        let ok = format!("{record}: ok (known: {key})");
+        assert!(
+            known_stdout.lines().any(|l| l == ok),
+            "{ok}\n{known_stdout}"
+        );
+    }
 }

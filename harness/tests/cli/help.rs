@@ -40,4 +40,27 @@ fn usage_errors_exit_2() {
             "`hardware` is not an injection type: expected sw, hw, df or th",
         ));
     rasdrill().args(["records", "explain"]).assert().code(2);
+    // A known finding's key is checked before anything is generated or booted.
+    for (key, why) in [
+        (
+            "kmsg/edac/class",
+            "--known kmsg/edac/class: `edac` is not a decoder",
+        ),
+        (
+            "rasdaemon/rasdaemon/class",
+            "`rasdaemon` is not a collector of this scenario (collectors: kmsg, trace)",
+        ),
+    ] {
+        rasdrill()
+            .args(["fuzz", "--seed", "1", "--list", "--known", key])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(why));
+    }
+    rasdrill()
+        .args(["fuzz", "--seed", "1", "--count", "2", "--list"])
+        .args(["--known", "kmsg/edac-mce-amd/class"])
+        .assert()
+        .success();
 }

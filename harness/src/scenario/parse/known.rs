@@ -1,7 +1,8 @@
 //! `known_findings`: the oracle findings a scenario documents (see `oracle::known`).
 
 use super::*;
-use crate::oracle::{Decoder, Field, KnownFinding};
+use crate::oracle::known::valid_key;
+use crate::oracle::KnownFinding;
 
 const KEYS: &[&str] = &["finding", "why"];
 
@@ -43,31 +44,4 @@ pub(super) fn known_findings(
         out.push(KnownFinding { key, why });
     }
     ok.then_some(out)
-}
-
-fn valid_key(key: &str, collectors: &[String]) -> Result<(), String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let [collector, decoder, field] = parts[..] else {
-        return Err(format!(
-            "`{key}` is not `collector/decoder/field` (e.g. `kmsg/edac-mce-amd/class`)"
-        ));
-    };
-    if !collectors.iter().any(|c| c == collector) {
-        return Err(format!(
-            "`{collector}` is not a collector of this scenario (collectors: {})",
-            collectors.join(", ")
-        ));
-    }
-    if Decoder::parse(decoder).is_none() {
-        return Err(format!(
-            "`{decoder}` is not a decoder (kernel-raw, edac-mce-amd, trace, rasdaemon, rasdaemon-db)"
-        ));
-    }
-    if Field::parse(field).is_none() {
-        return Err(format!(
-            "`{field}` is not a field (cpu, bank, status, flag, address, misc, synd, ipid, \
-             severity, class, record, count)"
-        ));
-    }
-    Ok(())
 }
