@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rasdrill_inject::hwpoison::PoisonRequest;
 use rasdrill_inject::record::Broadcast;
 use rasdrill_inject::request::AerRequest;
 use rasdrill_inject::status::UC;
@@ -424,8 +425,8 @@ impl Guest {
     }
 
     /// Delivers a planned injection ([`rasdrill_inject::Request::plan`]): QEMU's monitor
-    /// lines through QMP, mce-inject records through the agent (which checks the guest's own
-    /// files first). `note` hears each delivery, in words.
+    /// lines through QMP, mce-inject records and poisonings through the agent (which checks the
+    /// guest's own files first). `note` hears each delivery, in words.
     pub fn inject(
         &mut self,
         payload: &Payload,
@@ -447,6 +448,9 @@ impl Guest {
         }
         if let Payload::Aer(request) = payload {
             return self.inject_aer(request, note);
+        }
+        if let Payload::Hwpoison(request) = payload {
+            return self.poison(request, note);
         }
         let Payload::Qemu { records, broadcast } = payload else {
             return Err(GuestError::Refused {
@@ -492,6 +496,27 @@ impl Guest {
                     note(format!("in the guest: {w}"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A poisoning through the agent, which finds the page when the request leaves it open,
+    /// checks the guest's files and performs it (agent/poison.rs).
+    fn poison(
+        &mut self,
+        request: &PoisonRequest,
+        note: &mut dyn FnMut(String),
+    ) -> Result<(), GuestError> {
+        let done = self.call("poisoning memory", REQUEST_TIMEOUT, |a, d| {
+            a.poison(request, d)
+        })?;
+        let page = match done.pfn {
+            Some(pfn) => format!(" (pfn {pfn:#x}, found by the agent)"),
+            None => String::new(),
+        };
+        note(format!("{request}{page}: {}", done.writes.join("; ")));
+        for outcome in done.outcomes {
+            note(outcome);
         }
         Ok(())
     }

@@ -16,6 +16,8 @@
 //! | `<CS>`           | the code segment of an inexact RIP (`RIP !INEXACT!`), whose symbol goes too |
 //! | `<REG>`          | a value in a register dump of an oops                               |
 //! | `<KERNEL>`       | the release and build string in an oops header                     |
+//! | `<PFN>`          | a page frame number in memory-failure and hwpoison lines: the page a guest's agent finds differs between boots |
+//! | `comm:<PID>`     | the PID of a process the kernel kills or signals for a poisoned page |
 //!
 //! Rules never touch the decoded content: status, address, misc, bank, CPU and the decoders' words
 //! survive (the tests check this for each collector's lines). Normalising twice changes nothing.
@@ -176,6 +178,16 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(r"\bCode: .*$", |_| "Code: <CODE>".into()),
         // rasdaemon's own PID when it logs through syslog.
         rule(r"\brasdaemon\[\d+\]", |_| "rasdaemon[<PID>]".into()),
+        // Page frames: `Memory failure: 0xf000: recovery action ...`, `pfn 0xf000` (hwpoison
+        // injections, memory_failure_event, soft offline), `Software-unpoisoned page 0xf000`.
+        rule(
+            r"\b(?P<prefix>Memory failure: |pfn |unpoisoned (?:free )?page )0x[0-9a-f]+\b",
+            |c| format!("{}<PFN>", &c["prefix"]),
+        ),
+        // `MCE: Killing rasdrill:87 due to hardware memory corruption`, `Sending SIGBUS to x:87`.
+        rule(r"\b(?P<prefix>(?:Killing|SIGBUS to) [^\s:]+:)\d+\b", |c| {
+            format!("{}<PID>", &c["prefix"])
+        }),
     ]
 });
 
@@ -379,6 +391,24 @@ mod tests {
 
     const RASDAEMON: &str = "\
            <...>-286   [000]     0.000009: mce_record:          2026-11-26 08:35:51 +0000 bank=4, status= 9c7d410092080813, Corrected error, no action required., mci=CECC, cpu_type= Skylake server, cpu= 0, socketid= 0, misc= d012000100000000, addr= 12345000, mcgstatus= 0, mcgcap= 100010a, apicid= 0";
+
+    #[test]
+    fn page_frames_and_killed_pids_of_memory_failures() {
+        let lines = [
+            "[    3.100000] Injecting memory failure at pfn 0xfe3a",
+            "[    3.100001] Memory failure: 0xfe3a: recovery action for free buddy page: Recovered",
+            "memory_failure_event: pfn 0xfe3a: recovery action for free buddy page: Recovered",
+            "[    3.2] Unpoison: Software-unpoisoned page 0xfe3a",
+            "[    3.3] MCE: Killing rasdrill:87 due to hardware memory corruption fault at 5a5a00000000",
+        ];
+        insta::assert_snapshot!(normalize(&lines.join("\n")), @r"
+        [<TIME>] Injecting memory failure at pfn <PFN>
+        [<TIME>] Memory failure: <PFN>: recovery action for free buddy page: Recovered
+        memory_failure_event: pfn <PFN>: recovery action for free buddy page: Recovered
+        [    3.2] Unpoison: Software-unpoisoned page <PFN>
+        [    3.3] MCE: Killing rasdrill:<PID> due to hardware memory corruption fault at 5a5a00000000
+        ");
+    }
 
     #[test]
     fn decoded_content_survives() {

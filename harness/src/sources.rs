@@ -5,7 +5,7 @@
 use clap::{Args, ValueEnum};
 use rasdrill_inject::aer::{AerError, KernelAer, QemuAer, TlpLog};
 use rasdrill_inject::einj::{EinjRequest, ErrorType, Sbdf};
-use rasdrill_inject::hwpoison::{Advice, Filter, PoisonRequest};
+use rasdrill_inject::hwpoison::{Advice, Filter, Page, PoisonRequest};
 use rasdrill_inject::request::AerRequest;
 
 use crate::exit::Failure;
@@ -73,6 +73,15 @@ pub enum MadviseArg {
     SoftOffline,
 }
 
+/// Which page `--page` poisons in a guest: its agent finds one when it injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PageArg {
+    /// A free page of the buddy allocator (the highest /proc/kpageflags marks BUDDY)
+    Free,
+    /// A page-cache page of a file the agent writes in the guest's tmpfs
+    PageCache,
+}
+
 /// Which memory sysfs file `--offline` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OfflineArg {
@@ -89,8 +98,12 @@ pub struct HwpoisonArgs {
     /// Poison this page frame through hwpoison-inject's corrupt-pfn (module hwpoison_inject)
     #[arg(long, value_parser = number)]
     pub pfn: Option<u64>,
-    /// Unpoison --pfn instead (unpoison-pfn; only pages poisoned by software)
-    #[arg(long, requires = "pfn")]
+    /// Poison a page the guest's agent finds (--guest only): the pfn it used is reported
+    #[arg(long, value_enum, value_name = "PAGE", conflicts_with = "pfn")]
+    pub page: Option<PageArg>,
+    /// Unpoison --pfn instead (unpoison-pfn; only pages poisoned by software); without --pfn,
+    /// in a guest scenario: the page the agent poisoned last
+    #[arg(long)]
     pub unpoison: bool,
     /// corrupt-pfn: only page-cache pages of this block device
     #[arg(long, value_name = "MAJOR:MINOR", value_parser = dev, requires = "pfn")]
@@ -113,6 +126,7 @@ impl HwpoisonArgs {
     pub fn given(&self) -> Option<&'static str> {
         first(&[
             (self.pfn.is_some(), "--pfn"),
+            (self.page.is_some(), "--page"),
             (self.unpoison, "--unpoison"),
             (self.filter_dev.is_some(), "--filter-dev"),
             (self.filter_flags.is_some(), "--filter-flags"),
@@ -125,20 +139,34 @@ impl HwpoisonArgs {
     pub fn request(&self, addr: Option<u64>) -> Result<PoisonRequest, Failure> {
         let ways = [
             self.pfn.is_some(),
+            self.page.is_some(),
+            self.unpoison && self.pfn.is_none(),
             self.madvise.is_some(),
             self.offline.is_some(),
         ];
         if ways.iter().filter(|w| **w).count() != 1 {
             return Err(Failure::bad_input(
                 "--via hwpoison needs exactly one of --pfn (corrupt-pfn, or unpoison-pfn with \
-                 --unpoison), --madvise hwpoison|soft-offline, or --offline hard|soft with --addr",
+                 --unpoison), --page free|page-cache (a guest's page), --unpoison alone (the \
+                 page a guest scenario poisoned last), --madvise hwpoison|soft-offline, or \
+                 --offline hard|soft with --addr",
             ));
         }
+
         if addr.is_some() && self.offline.is_none() {
             return Err(Failure::bad_input(
                 "--addr is for --offline; corrupt-pfn takes a page frame number (--pfn, the \
                  address >> 12)",
             ));
+        }
+        if let Some(page) = self.page {
+            return Ok(PoisonRequest::CorruptPage(match page {
+                PageArg::Free => Page::Free,
+                PageArg::PageCache => Page::PageCache,
+            }));
+        }
+        if self.unpoison && self.pfn.is_none() {
+            return Ok(PoisonRequest::UnpoisonLast);
         }
         if let Some(pfn) = self.pfn {
             let pfn = PoisonRequest::check_pfn(pfn)?;

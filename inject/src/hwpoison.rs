@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::mman::{madvise, mmap_anonymous, MapFlags, MmapAdvise, ProtFlags};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult};
+
+use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
 use crate::guard::Harm;
@@ -30,7 +32,7 @@ const ANY_DEV: u32 = u32::MAX;
 
 /// Which pages `corrupt-pfn` may poison: the kernel applies these only while
 /// `corrupt-filter-enable` is 1, and then silently skips a page that does not match.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     /// Only page-cache pages of files on this block device (major, minor).
     pub dev: Option<(u32, u32)>,
@@ -42,7 +44,8 @@ pub struct Filter {
 }
 
 /// The madvise advice that injects into a process's own page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Advice {
     /// MADV_HWPOISON: memory_failure() on the page, as a hardware error would.
     Hwpoison,
@@ -68,8 +71,39 @@ impl fmt::Display for Advice {
     }
 }
 
+/// A page whose frame number is not known before the injection: rasdrill's agent finds one in
+/// the guest when it injects, and reports the pfn it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Page {
+    /// A free page of the buddy allocator (the last one /proc/kpageflags marks BUDDY).
+    Free,
+    /// A page-cache page: a page of a file the agent writes in the guest's root file system
+    /// (tmpfs), found through /proc/self/pagemap.
+    PageCache,
+}
+
+impl Page {
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::Free => "free",
+            Page::PageCache => "page-cache",
+        }
+    }
+}
+
+impl fmt::Display for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Page::Free => "a free page",
+            Page::PageCache => "a page-cache page",
+        })
+    }
+}
+
 /// One poisoning (or unpoisoning) request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PoisonRequest {
     /// Write the page frame number to `corrupt-pfn`: memory_failure() on that page.
     Corrupt { pfn: u64, filter: Option<Filter> },
@@ -81,6 +115,10 @@ pub enum PoisonRequest {
     SoftOffline { addr: u64 },
     /// madvise on a page of a child process (see [`madvise_child`]).
     Madvise(Advice),
+    /// `corrupt-pfn` on a page the guest's agent picks when it injects (no filter).
+    CorruptPage(Page),
+    /// `unpoison-pfn` on the page the guest's agent poisoned last through `corrupt-pfn`.
+    UnpoisonLast,
 }
 
 impl PoisonRequest {
@@ -88,7 +126,7 @@ impl PoisonRequest {
     /// guarded like an uncorrected error. Unpoisoning gives it back.
     pub fn harm(&self) -> Harm {
         match self {
-            PoisonRequest::Unpoison { .. } => Harm::None,
+            PoisonRequest::Unpoison { .. } | PoisonRequest::UnpoisonLast => Harm::None,
             _ => Harm::Uncorrected,
         }
     }
@@ -100,8 +138,41 @@ impl PoisonRequest {
                 Some(pfn << PAGE_SHIFT)
             }
             PoisonRequest::HardOffline { addr } | PoisonRequest::SoftOffline { addr } => Some(addr),
-            PoisonRequest::Madvise(_) => None,
+            PoisonRequest::Madvise(_)
+            | PoisonRequest::CorruptPage(_)
+            | PoisonRequest::UnpoisonLast => None,
         }
+    }
+
+    /// Whether the page is chosen by the guest's agent, which alone can find it.
+    pub fn chosen_in_guest(&self) -> bool {
+        matches!(
+            self,
+            PoisonRequest::CorruptPage(_) | PoisonRequest::UnpoisonLast
+        )
+    }
+
+    /// Whether it goes through hwpoison-inject's debugfs files (module hwpoison_inject).
+    pub fn needs_hwpoison_inject(&self) -> bool {
+        matches!(
+            self,
+            PoisonRequest::Corrupt { .. }
+                | PoisonRequest::Unpoison { .. }
+                | PoisonRequest::CorruptPage(_)
+                | PoisonRequest::UnpoisonLast
+        )
+    }
+
+    /// Whether memory_failure() runs, and so raises `ras:memory_failure_event`: soft offline
+    /// migrates and unpoison undoes, neither raises it (F).
+    pub fn raises_memory_failure(&self) -> bool {
+        matches!(
+            self,
+            PoisonRequest::Corrupt { .. }
+                | PoisonRequest::CorruptPage(_)
+                | PoisonRequest::HardOffline { .. }
+                | PoisonRequest::Madvise(Advice::Hwpoison)
+        )
     }
 
     /// A page frame number must fit a physical address.
@@ -130,6 +201,8 @@ impl fmt::Display for PoisonRequest {
                 write!(f, "soft-offlining the page at {addr:#x}")
             }
             PoisonRequest::Madvise(advice) => write!(f, "madvise {advice} on a page"),
+            PoisonRequest::CorruptPage(page) => write!(f, "poisoning {page}"),
+            PoisonRequest::UnpoisonLast => f.write_str("unpoisoning the page poisoned last"),
         }
     }
 }
@@ -192,6 +265,19 @@ impl Injector for Hwpoison {
                 format!("{addr:#x}"),
             )],
             PoisonRequest::Madvise(advice) => vec![Action::Madvise { advice }],
+            // What the dry run shows: the guest's agent finds the page, then plans these
+            // writes again with its pfn (`Request::misfit` keeps them off any machine).
+            PoisonRequest::CorruptPage(page) => vec![
+                in_dir("corrupt-filter-enable", "0".into()),
+                in_dir(
+                    "corrupt-pfn",
+                    format!("<the pfn of {page}, found in the guest>"),
+                ),
+            ],
+            PoisonRequest::UnpoisonLast => vec![in_dir(
+                "unpoison-pfn",
+                "<the pfn poisoned last in the guest>".into(),
+            )],
         })
     }
 }
@@ -207,8 +293,11 @@ pub enum ChildEnd {
     Refused(nix::errno::Errno),
     /// It could not map its page (errno).
     NoPage(nix::errno::Errno),
-    /// A signal killed it: SIGBUS when it read a poisoned page.
+    /// A signal killed it.
     Killed(Signal),
+    /// It got SIGBUS reading its page; `code` is the signal's si_code (BUS_MCEERR_AR: the
+    /// kernel found the page poisoned when the process touched it).
+    Sigbus { code: i32 },
     /// It did not end within the deadline and was killed.
     TimedOut,
 }
@@ -221,15 +310,35 @@ impl fmt::Display for ChildEnd {
             ChildEnd::Refused(e) => write!(f, "was refused by madvise: {}", e.desc()),
             ChildEnd::NoPage(e) => write!(f, "could not map a page: {}", e.desc()),
             ChildEnd::Killed(s) => write!(f, "was killed by {}", s.as_str()),
+            ChildEnd::Sigbus { code } => {
+                write!(f, "got SIGBUS ({}) reading its page", bus_code_name(*code))
+            }
             ChildEnd::TimedOut => f.write_str("did not end within the deadline and was killed"),
         }
     }
 }
 
-/// Exit codes of the child: errnos are below 200.
+/// The names of SIGBUS's si_code values (include/uapi/asm-generic/siginfo.h).
+fn bus_code_name(code: i32) -> String {
+    match code {
+        1 => "BUS_ADRALN".into(),
+        2 => "BUS_ADRERR".into(),
+        3 => "BUS_OBJERR".into(),
+        4 => "BUS_MCEERR_AR".into(),
+        5 => "BUS_MCEERR_AO".into(),
+        c => format!("si_code {c}"),
+    }
+}
+
+/// Exit codes of the child: errnos are below 200; SIGBUS is 240 + its si_code.
 const EXIT_OK: i32 = 0;
 const EXIT_CONTENT: i32 = 254;
 const EXIT_MAP: i32 = 200;
+const EXIT_SIGBUS: i32 = 240;
+
+/// Where the child asks for its page: a fixed hint (honoured when free, as it is in a new
+/// child) gives the kernel's lines about the page the same virtual address in every run.
+const PAGE_HINT: usize = 0x5a5a_0000_0000;
 
 /// How long the child may take: a few system calls and a page migration.
 const CHILD_DEADLINE: Duration = Duration::from_secs(10);
@@ -274,8 +383,25 @@ fn from_exit(code: i32) -> ChildEnd {
     match code {
         EXIT_OK => ChildEnd::Survived,
         EXIT_CONTENT => ChildEnd::ContentLost,
+        c if (EXIT_SIGBUS..EXIT_CONTENT).contains(&c) => ChildEnd::Sigbus {
+            code: c - EXIT_SIGBUS,
+        },
         c if c >= EXIT_MAP => ChildEnd::NoPage(nix::errno::Errno::from_raw(c - EXIT_MAP)),
         c => ChildEnd::Refused(nix::errno::Errno::from_raw(c)),
+    }
+}
+
+/// The child's SIGBUS handler: exits with the signal's si_code, so the parent learns why.
+extern "C" fn on_sigbus(
+    _: nix::libc::c_int,
+    info: *mut nix::libc::siginfo_t,
+    _: *mut nix::libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; _exit is
+    // async-signal-safe.
+    unsafe {
+        let code = (*info).si_code.clamp(0, EXIT_CONTENT - EXIT_SIGBUS - 1);
+        nix::libc::_exit(EXIT_SIGBUS + code)
     }
 }
 
@@ -284,10 +410,17 @@ fn child(advice: MmapAdvise) -> i32 {
     const PAGE: usize = 1 << PAGE_SHIFT;
     const FILL: u8 = 0x5a;
     let len = std::num::NonZeroUsize::new(PAGE).expect("a page is not empty");
-    // SAFETY: a new private anonymous mapping aliases nothing.
+    let handler = SigAction::new(
+        SigHandler::SigAction(on_sigbus),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls _exit. Without it the parent would still see SIGBUS.
+    let _ = unsafe { sigaction(Signal::SIGBUS, &handler) };
+    // SAFETY: a new private anonymous mapping aliases nothing; the address is a hint only.
     let page = match unsafe {
         mmap_anonymous(
-            None,
+            std::num::NonZeroUsize::new(PAGE_HINT),
             len,
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_PRIVATE,
@@ -425,6 +558,11 @@ mod tests {
             "was killed by SIGBUS"
         );
         assert_eq!(from_exit(1), ChildEnd::Refused(nix::errno::Errno::EPERM));
+        assert_eq!(from_exit(EXIT_SIGBUS + 4), ChildEnd::Sigbus { code: 4 });
+        assert_eq!(
+            ChildEnd::Sigbus { code: 4 }.to_string(),
+            "got SIGBUS (BUS_MCEERR_AR) reading its page"
+        );
         assert_eq!(
             from_exit(EXIT_MAP + 12),
             ChildEnd::NoPage(nix::errno::Errno::ENOMEM)

@@ -556,6 +556,9 @@ pub fn check_hwpoison(
 ) -> Result<(), InjectError> {
     let m = Machine::new(root);
     match req {
+        PoisonRequest::CorruptPage(_) | PoisonRequest::UnpoisonLast => {
+            unreachable!("the planner keeps pages the agent chooses off any machine")
+        }
         PoisonRequest::Corrupt { .. } | PoisonRequest::Unpoison { .. } => {
             let dir = m.path(hwpoison::DIR);
             if !dir.is_dir() {

@@ -126,6 +126,7 @@ impl Payload {
     pub fn guest_modules(&self) -> &'static [&'static str] {
         match self {
             Payload::Aer(AerRequest::Kernel(_)) => &["aer_inject"],
+            Payload::Hwpoison(req) if req.needs_hwpoison_inject() => &["hwpoison_inject"],
             _ => &[],
         }
     }
@@ -356,10 +357,11 @@ impl Request {
                  EINJ table not found`); use einj on a lab machine or a tree that stands in for \
                  one (--root, or target: local)",
             ),
-            (Payload::Hwpoison(_), Place::Guest(_)) => (
-                GUEST,
-                "rasdrill does not deliver it to guests yet (its agent runs only mce-inject); \
-                 use it on this machine or a tree that stands in for one",
+            (Payload::Hwpoison(req), Place::Machine { .. }) if req.chosen_in_guest() => (
+                "this machine",
+                "the page is one rasdrill's agent finds inside a guest (a free or page-cache \
+                 page, or the one it poisoned last); on this machine, or a tree, name the page \
+                 frame (pfn)",
             ),
             (Payload::Aer(_), Place::Guest(facts)) if !facts.pcie => (
                 "a QEMU guest without PCIe",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rasdrill_inject::aer::KernelAer;
 use rasdrill_inject::debugfs::InjectionType;
+use rasdrill_inject::hwpoison::PoisonRequest;
 use rasdrill_inject::MceRecord;
 
 use super::protocol::{
@@ -48,6 +49,16 @@ pub enum ClientError {
         id: u64,
         got: String,
     },
+}
+
+/// What a poisoning in the guest did (see [`Reply::Poisoned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poisoned {
+    /// The pfn the agent chose, when the request left the page to it.
+    pub pfn: Option<u64>,
+    pub writes: Vec<String>,
+    /// How each madvise child ended, in words.
+    pub outcomes: Vec<String>,
 }
 
 /// A connection to one agent.
@@ -255,6 +266,29 @@ impl AgentClient {
         }
     }
 
+    /// Poisons (or unpoisons) a page in the guest (the agent runs the preflight first).
+    pub fn poison(
+        &mut self,
+        request: &PoisonRequest,
+        deadline: Instant,
+    ) -> Result<Poisoned, ClientError> {
+        let request = Request::Poison {
+            request: request.clone(),
+        };
+        match self.request(request, deadline)? {
+            Reply::Poisoned {
+                pfn,
+                writes,
+                outcomes,
+            } => Ok(Poisoned {
+                pfn,
+                writes,
+                outcomes,
+            }),
+            other => Err(self.unexpected("poison", other)),
+        }
+    }
+
     pub fn kmsg(
         &mut self,
         after: Option<u64>,
@@ -378,6 +412,7 @@ fn request_name(request: &Request) -> String {
         Request::Kmsg { .. } => "kmsg",
         Request::KmsgLast => "kmsg_last",
         Request::Burst { .. } => "burst",
+        Request::Poison { .. } => "poison",
         Request::Trace { .. } => "trace",
         Request::Run(spec) => return format!("run {:?}", spec.argv),
         Request::Spawn(spec) => return format!("spawn {}", spec.name),

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 mod init;
 pub mod kmsg;
+mod poison;
 pub mod process;
 pub mod protocol;
 mod serial;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use rasdrill_inject::aer::KernelAer;
 use rasdrill_inject::debugfs::InjectionType;
+use rasdrill_inject::hwpoison::PoisonRequest;
 use rasdrill_inject::MceRecord;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,9 @@ pub enum Request {
     /// One write of `struct aer_error_inj` to the kernel's `/dev/aer_inject`, after the
     /// inject crate's preflight (the device, the injector).
     AerInject { aer: KernelAer },
+    /// Poison (or unpoison) a page through the inject crate's hwpoison planner, after its
+    /// preflight; the agent finds a page the request leaves to it.
+    Poison { request: PoisonRequest },
     /// Kernel log records with a sequence number above `after`.
     Kmsg { after: Option<u64> },
     /// The newest kernel log record alone (as `Reply::Kmsg`): a cursor for what comes next,
@@ -236,6 +240,13 @@ pub enum Reply {
     Burst {
         injected: u32,
     },
+    /// A poisoning: the pfn the agent chose (if it chose one), the writes (or the madvise),
+    /// and what the actions reported (how a madvise child ended).
+    Poisoned {
+        pfn: Option<u64>,
+        writes: Vec<String>,
+        outcomes: Vec<String>,
+    },
     Kmsg {
         records: Vec<KmsgRecord>,
     },
@@ -301,6 +312,22 @@ mod tests {
                 count: 1000,
             },
             Request::Trace { after: Some(3) },
+            Request::Poison {
+                request: PoisonRequest::CorruptPage(rasdrill_inject::hwpoison::Page::PageCache),
+            },
+            Request::Poison {
+                request: PoisonRequest::Corrupt {
+                    pfn: 0xf000,
+                    filter: Some(rasdrill_inject::hwpoison::Filter {
+                        dev: None,
+                        flags: Some((1, 1)),
+                        memcg: None,
+                    }),
+                },
+            },
+            Request::Poison {
+                request: PoisonRequest::Madvise(rasdrill_inject::hwpoison::Advice::SoftOffline),
+            },
             Request::Run(run),
             Request::Spawn(SpawnSpec {
                 name: "rasdaemon".into(),
@@ -353,6 +380,11 @@ mod tests {
             Reply::Status(ready.clone()),
             Reply::Injected {
                 writes: vec!["write /sys/kernel/debug/mce-inject/bank 4".into()],
+            },
+            Reply::Poisoned {
+                pfn: Some(0xf000),
+                writes: vec!["write /sys/kernel/debug/hwpoison/corrupt-pfn 0xf000".into()],
+                outcomes: vec![],
             },
             Reply::Kmsg {
                 records: crate::agent::kmsg::parse_records("6,1,2,-;x\n SUBSYSTEM=y\n").unwrap(),

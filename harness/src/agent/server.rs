@@ -15,6 +15,7 @@ use rasdrill_inject::debugfs::InjectionType;
 use rasdrill_inject::{preflight, InjectError, MceRecord, PerformError};
 
 use super::kmsg::{self, KmsgLog, KmsgRecord};
+use super::poison::{self, PoisonState};
 use super::process::{self, Children, Daemons, ProcessError};
 use super::protocol::{to_line, Envelope, FromAgent, Ready, Reply, Request};
 use super::trace::TraceBuffer;
@@ -70,6 +71,9 @@ pub enum RequestError {
     Inject(#[from] PerformError),
     #[error("the kernel consumed no injected record for {stall:?} after {injected} were injected")]
     Stalled { injected: u64, stall: Duration },
+    /// The page a poisoning names could not be found (or none was poisoned before).
+    #[error("{0}")]
+    NoPage(String),
     #[error(
         "{lost} kernel log records were lost during the burst (the kernel overwrote them \
          before the agent read them)"
@@ -99,6 +103,7 @@ pub struct Agent {
     kmsg_log: Option<Arc<KmsgLog>>,
     daemons: Daemons,
     children: Children,
+    poison: PoisonState,
 }
 
 /// Why the loop stopped.
@@ -125,6 +130,7 @@ impl Agent {
             kmsg_log: None,
             daemons,
             children,
+            poison: PoisonState::default(),
         }
     }
 
@@ -156,6 +162,7 @@ impl Agent {
                 flags,
                 count,
             } => self.burst(&record, flags, count),
+            Request::Poison { request } => poison::poison(&self.env, &mut self.poison, &request),
             Request::KmsgLast => {
                 let last = match &self.kmsg_log {
                     Some(log) => log.last().map_err(file_error("read", log.path()))?,

@@ -80,9 +80,10 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The run the flags describe: the profile's guest, its kernel log and `mce_record` trace
-/// (`aer_event` for AER) collected from before the first injection, one inject step per
-/// record, then a wait for as many trace records as errors (or for the panic).
+/// The run the flags describe: the profile's guest, its kernel log and trace (`mce_record`,
+/// `aer_event` for AER, `memory_failure_event` for a poisoning) collected from before the first
+/// injection, one inject step per record, then a wait for as many trace records as it raises
+/// (or for the panic).
 fn scenario(request: &Request, args: &GuestInject) -> Scenario {
     let mut kinds: Vec<StepKind> = match &request.payload {
         Payload::Qemu { records, broadcast } => records
@@ -112,16 +113,21 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         vec![KMSG.to_string()]
     } else {
         // An AER injection is one aer_event (the kernel reports each status bit of one
-        // injection in one event); MCE records are one mce_record each.
+        // injection in one event); a poisoning the one memory_failure_event of memory_failure()
+        // (soft offline and unpoison raise none, and their write returns once it is done); MCE
+        // records are one mce_record each.
         let records = match &request.payload {
             Payload::Aer(_) => 1,
+            Payload::Hwpoison(req) => u32::from(req.raises_memory_failure()),
             other => other.records().len() as u32,
         };
-        kinds.push(StepKind::Wait(Wait {
-            collector: TRACE.into(),
-            until: WaitFor::Records(records),
-            timeout: args.timeout,
-        }));
+        if records > 0 {
+            kinds.push(StepKind::Wait(Wait {
+                collector: TRACE.into(),
+                until: WaitFor::Records(records),
+                timeout: args.timeout,
+            }));
+        }
         vec![KMSG.to_string(), TRACE.to_string()]
     };
     Scenario::from_flags(

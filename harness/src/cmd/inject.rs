@@ -49,6 +49,8 @@ Examples:
   rasdrill inject --via hwpoison --pfn 0x12345 --unpoison
   # A page of a child process poisoned with madvise(MADV_HWPOISON): it is killed by SIGBUS:
   rasdrill inject --via hwpoison --madvise hwpoison --allow-uncorrected
+  # In a guest, a free page its agent finds (the kernel log and memory_failure_event show it):
+  rasdrill inject --guest --via hwpoison --page free
   # A correctable AER error on PCI device 0000:00:1c.0 through the kernel's aer_inject:
   rasdrill inject --via aer --sbdf 0000:00:1c.0 --aer-error RCVR
 

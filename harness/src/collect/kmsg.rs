@@ -2,8 +2,8 @@
 //! (`[    2.345678] text`), through the target's `/dev/kmsg`.
 //!
 //! Which lines: by default those of the RAS and machine-check world ([`DEFAULT_FILTER`]: the
-//! decoders' `[Hardware Error]` lines, `mce:`, `EDAC`, `RAS`, memory failure and hwpoison, machine
-//! checks and a panic's lines, and the PCIe AER driver's report: its `AER:` lines (the message
+//! decoders' `[Hardware Error]` lines, `mce:`, `EDAC`, `RAS`, memory failure and hwpoison, unpoison and
+//! soft offline (mm/memory-failure.c, mm/madvise.c), machine checks and a panic's lines, and the PCIe AER driver's report: its `AER:` lines (the message
 //! received, the recovery), `PCIe Bus Error`, the device's status/mask line, one line per
 //! status bit (`[ 0] RxErr (First)`), the TLP header, and aer_inject's own line); a
 //! scenario's `kmsg: {match: REGEX}` chooses instead. The kernel's rate-limited notices ([`RATE_LIMITED`]) are always left out: whether one is printed depends
@@ -37,7 +37,7 @@ use crate::target::Target;
 
 /// The lines kept when a scenario does not choose (case-insensitive).
 pub const DEFAULT_FILTER: &str = concat!(
-    r"(?i)hardware error|machine check|\bmce\b|mce:|edac|\bras\b|memory failure|hwpoison|kernel panic|kernel offset",
+    r"(?i)hardware error|machine check|\bmce\b|mce:|edac|\bras\b|memory failure|hwpoison|unpoison|soft offlin|kernel panic|kernel offset",
     // PCIe AER (drivers/pci/pcie/aer.c, err.c, aer_inject.c): the `AER:` prefix, the report's
     // lines without it, and a PCI device's bit lines (`0000:00:01.0:    [ 4] DLP  (First)`).
     r"|\baer:|\baer_inject\b|pcie bus error|error status/mask=|tlp header:",

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use rasdrill_inject::Payload;
+
 use super::{
     Collector, CollectorKind, Loc, Machine, Scenario, Setup, Step, StepKind, Target,
     DEFAULT_OUTPUT_LIMIT,
@@ -17,11 +19,14 @@ pub const TRACE: &str = "trace";
 pub const MCE_RECORD: &str = "mce/mce_record";
 /// The tracepoint of the AER driver's reports, one per error.
 pub const AER_EVENT: &str = "ras/aer_event";
+/// The tracepoint memory_failure() raises for a poisoned page.
+pub const MEMORY_FAILURE: &str = "ras/memory_failure_event";
 
 impl Scenario {
-    /// A scenario for a guest of `profile` that collects the kernel log and the `mce_record`
-    /// trace (`aer_event` with a PCIe topology when a step injects AER) from before its first
-    /// step, runs `steps` in order and compares `compare`.
+    /// A scenario for a guest of `profile` that collects the kernel log and the trace (of
+    /// `mce_record`; `aer_event` with a PCIe topology when a step injects AER;
+    /// `memory_failure_event` when a step poisons memory) from before its first step, runs
+    /// `steps` in order and compares `compare`.
     /// `origin` stands where a file name would be, e.g. `(command line)`.
     pub fn from_flags(
         origin: &str,
@@ -34,7 +39,14 @@ impl Scenario {
         let pcie = steps
             .iter()
             .any(|s| matches!(s, StepKind::Inject(p) if p.needs_pcie()));
-        let event = if pcie { AER_EVENT } else { MCE_RECORD };
+        let poisons = steps
+            .iter()
+            .any(|s| matches!(s, StepKind::Inject(Payload::Hwpoison(_))));
+        let event = match (pcie, poisons) {
+            (true, _) => AER_EVENT,
+            (false, true) => MEMORY_FAILURE,
+            (false, false) => MCE_RECORD,
+        };
         Scenario {
             file: PathBuf::from(origin),
             name,

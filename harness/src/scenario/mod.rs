@@ -33,7 +33,7 @@ use regex::Regex;
 
 use crate::profile::Profile;
 
-pub use from_flags::{AER_EVENT, KMSG, MCE_RECORD, TRACE};
+pub use from_flags::{AER_EVENT, KMSG, MCE_RECORD, MEMORY_FAILURE, TRACE};
 pub use problem::{Invalid, Problem};
 pub use yaml::Loc;
 
@@ -301,6 +301,7 @@ impl fmt::Display for StepKind {
             StepKind::Inject(Payload::Edac(EdacRequest::Fake(fake))) => {
                 write!(f, "inject via edac: fake error on mc{}", fake.mc())
             }
+            StepKind::Inject(Payload::Hwpoison(req)) => write!(f, "inject via hwpoison: {req}"),
             StepKind::Inject(inject) => {
                 write!(f, "inject via {}: ", inject.via())?;
                 match inject.records() {

@@ -553,3 +553,82 @@ fn fuzz_injects_the_seeds_records_and_reports_them_in_its_last_line() {
         );
     }
 }
+
+/// The pfn in `pfn 0x...` of a line, e.g. the agent's note or a memory_failure_event.
+fn pfn_after(text: &str, marker: &str) -> Option<u64> {
+    let at = text.find(marker)? + marker.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    u64::from_str_radix(&digits, 16).ok()
+}
+
+#[test]
+fn a_free_page_the_agent_finds_is_poisoned_and_seen_by_the_kernel_log_and_the_trace() {
+    let run = GuestRun::new();
+    let out = run.inject(&["--via", "hwpoison", "--page", "free", "--timeout", "10"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The page the agent chose is the one the kernel and the tracepoint report.
+    let pfn = pfn_after(&stderr, "poisoning a free page (pfn 0x").expect(&stderr);
+    assert!(
+        stdout.contains(&format!(
+            "Memory failure: {pfn:#x}: recovery action for free buddy page: Recovered"
+        )),
+        "{stdout}"
+    );
+    let events: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("memory_failure_event:"))
+        .collect();
+    assert_eq!(
+        events,
+        [format!(
+            "memory_failure_event: pfn {pfn:#x}: recovery action for free buddy page: Recovered"
+        )],
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("write /sys/kernel/debug/hwpoison/corrupt-pfn"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn madvise_hwpoison_in_a_guest_kills_the_agents_child_with_sigbus_bus_mceerr_ar() {
+    let run = GuestRun::new();
+    let out = run.inject(&["--via", "hwpoison", "--madvise", "hwpoison"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let outcome =
+        "the child that called madvise MADV_HWPOISON got SIGBUS (BUS_MCEERR_AR) reading its page";
+    assert!(stderr.contains(outcome), "{stderr}");
+    assert!(
+        stdout.contains(&format!("rasdrill hwpoison: {outcome}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("due to hardware memory corruption fault at 5a5a00000000"),
+        "{stdout}"
+    );
+    let pfn = pfn_after(&stdout, "memory_failure_event: pfn 0x").expect(&stdout);
+    assert!(
+        stdout.contains(&format!(
+            "Injecting memory failure for pfn {pfn:#x} at process virtual address 0x5a5a00000000"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unpoisoning_in_a_guest_before_any_page_was_poisoned_is_refused_by_the_agent() {
+    let run = GuestRun::new();
+    let out = run.inject(&["--via", "hwpoison", "--unpoison"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no page was poisoned through corrupt-pfn yet"),
+        "{stderr}"
+    );
+}

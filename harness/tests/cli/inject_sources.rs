@@ -265,16 +265,17 @@ fn einj_bad_input_is_refused_before_any_write() {
 /// The planner refuses a method that cannot reach a guest before anything boots.
 #[test]
 fn sources_a_guest_cannot_take_are_refused_before_it_boots() {
-    let cases: [(&[&str], &str); 2] = [
-        (
-            &["--via", "einj", "--einj-type", "0x8", "--addr", "0x12345000"],
-            "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table",
-        ),
-        (
-            &["--via", "hwpoison", "--madvise", "hwpoison"],
-            "via hwpoison cannot inject into a QEMU guest: rasdrill does not deliver it to guests yet",
-        ),
-    ];
+    let cases: [(&[&str], &str); 1] = [(
+        &[
+            "--via",
+            "einj",
+            "--einj-type",
+            "0x8",
+            "--addr",
+            "0x12345000",
+        ],
+        "via einj cannot inject into a QEMU guest: QEMU's x86 machines have no ACPI EINJ table",
+    )];
     for (args, message) in cases {
         let out = rasdrill()
             .args(["inject", "--guest"])
@@ -426,6 +427,15 @@ fn hwpoison_bad_input_is_refused_before_any_write() {
         (
             vec!["--via", "debugfs", "--pfn", "0x12345"],
             "--pfn is for --via hwpoison",
+        ),
+        (
+            vec!["--via", "hwpoison", "--page", "free", allow],
+            "via hwpoison cannot inject into this machine: the page is one rasdrill's agent \
+             finds inside a guest",
+        ),
+        (
+            vec!["--via", "hwpoison", "--unpoison"],
+            "via hwpoison cannot inject into this machine: the page is one rasdrill's agent",
         ),
     ];
     for (args, message) in cases {

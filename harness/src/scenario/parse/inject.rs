@@ -45,7 +45,7 @@ const FAKE_INJECT_KEYS: &[&str] = &[
 use rasdrill_inject::einj::Sbdf;
 use rasdrill_inject::request::{Request, Via};
 
-use crate::sources::{AerArgs, EinjArgs, HwpoisonArgs, MadviseArg, OfflineArg};
+use crate::sources::{AerArgs, EinjArgs, HwpoisonArgs, MadviseArg, OfflineArg, PageArg};
 
 /// The keys an inject step may have with this `via`.
 fn keys(via: Via) -> &'static [&'static str] {
@@ -82,7 +82,9 @@ fn keys(via: Via) -> &'static [&'static str] {
             "sbdf",
             "notrigger",
         ],
-        Via::Hwpoison => &["via", "pfn", "unpoison", "madvise", "offline", "addr"],
+        Via::Hwpoison => &[
+            "via", "pfn", "page", "unpoison", "madvise", "offline", "addr",
+        ],
         Via::Aer => &[
             "via",
             "aer_error",
@@ -504,6 +506,12 @@ fn source(via: Via, f: &mut Fields, p: &mut Problems) -> Option<Payload> {
         ok &= v.is_some();
         v
     });
+    let page = f.take("page").and_then(|n| {
+        let choices = [("free", PageArg::Free), ("page-cache", PageArg::PageCache)];
+        let v = one_of(n, &f.child("page"), &choices, p);
+        ok &= v.is_some();
+        v
+    });
     let offline = f.take("offline").and_then(|n| {
         let choices = [("hard", OfflineArg::Hard), ("soft", OfflineArg::Soft)];
         let v = one_of(n, &f.child("offline"), &choices, p);
@@ -536,6 +544,7 @@ fn source(via: Via, f: &mut Fields, p: &mut Problems) -> Option<Payload> {
         .map(Payload::Einj),
         Via::Hwpoison => HwpoisonArgs {
             pfn,
+            page,
             unpoison,
             filter_dev: None,
             filter_flags: None,
