@@ -1,6 +1,8 @@
 //! Golden files: what each collector of each scenario said, normalised, reviewed and committed.
 //!
-//! One file per scenario and collector, `golden/<scenario>__<collector>.snap`, in insta's `.snap`
+//! One file per scenario and collector, `golden/<scenario>__<collector>.snap`, shared by the
+//! kernel lines whose output is the same, and beside it, for a line whose output differs, that
+//! line's own `golden/<scenario>__<collector>__kernel-<line>.snap` (see [`Place`]). insta's `.snap`
 //! format: a YAML header between `---` lines, then the content. The header says where the
 //! content came from:
 //!
@@ -32,6 +34,11 @@
 //! - `kernel_lines` lists the pinned kernel lines (`6.1`, `6.12`) the content is known to be
 //!   right for: a changed content is valid for this run's line only; accepting a run on another
 //!   line whose content matches adds that line.
+//! - A run on a line compares with that line's own file when there is one, else with the shared
+//!   file. Accepting a run never rewrites what another line relies on: when the shared file is
+//!   valid for another line too and this line's output differs, the output goes to this line's
+//!   own file (and the shared file stops listing this line). So `rasdrill run --all-lines
+//!   --accept` keeps one shared file where the lines agree and a file per line where they do not.
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -195,9 +202,65 @@ pub enum GoldenError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// `golden/<scenario>__<collector>.snap`.
+/// `golden/<scenario>__<collector>.snap`: the file the kernel lines share.
 pub fn path(dir: &Path, scenario: &str, collector: &str) -> PathBuf {
     dir.join(format!("{scenario}__{collector}.snap"))
+}
+
+/// `golden/<scenario>__<collector>__kernel-<line>.snap`: one line's own file, for output that
+/// differs on that line. (Scenario names cannot hold `__`, so neither name is read as the other.)
+pub fn line_path(dir: &Path, scenario: &str, collector: &str, line: &str) -> PathBuf {
+    dir.join(format!("{scenario}__{collector}__kernel-{line}.snap"))
+}
+
+/// Which golden file a run on one kernel line compares with, and which its accepted output goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The file compared with: the line's own when it exists, else the shared one.
+    pub compared: PathBuf,
+    /// Where a differing output is written (`--accept`, or as `.snap.new` for review).
+    pub written: PathBuf,
+    /// The shared file, when a differing output goes to the line's own file instead and the
+    /// shared file lists this line: it stops listing it.
+    pub unlist: Option<PathBuf>,
+}
+
+impl Place {
+    /// The place of `header`'s scenario and collector under `dir`, for the run's line (the
+    /// header's first kernel line; none on a local target or an unpinned kernel).
+    pub fn of(dir: &Path, header: &Header) -> Place {
+        let shared = path(dir, &header.scenario, &header.collector);
+        let Some(line) = header.kernel_lines.first() else {
+            return Place::alone(shared);
+        };
+        let own = line_path(dir, &header.scenario, &header.collector, line);
+        if own.exists() {
+            return Place::alone(own);
+        }
+        // The lines the shared file is valid for decide: another line's output stays untouched.
+        let lines = read(&shared)
+            .ok()
+            .and_then(|g| g.header)
+            .map(|h| h.kernel_lines)
+            .unwrap_or_default();
+        if lines.iter().any(|l| l != line) {
+            Place {
+                written: own,
+                unlist: lines.contains(line).then(|| shared.clone()),
+                compared: shared,
+            }
+        } else {
+            Place::alone(shared)
+        }
+    }
+
+    fn alone(file: PathBuf) -> Place {
+        Place {
+            compared: file.clone(),
+            written: file,
+            unlist: None,
+        }
+    }
 }
 
 /// The pending file beside a golden file: `x.snap` -> `x.snap.new` (as insta names it).
@@ -215,8 +278,9 @@ pub fn check(
     actual: &str,
     mode: Mode,
 ) -> Result<Verdict, GoldenError> {
-    let golden = path(dir, &header.scenario, &header.collector);
-    let new = new_path(&golden);
+    let place = Place::of(dir, header);
+    let golden = place.compared.clone();
+    let new = new_path(&place.written);
     let actual = contents(actual);
     let recorded = match std::fs::read_to_string(&golden) {
         Ok(text) => match parse(&golden, &text) {
@@ -249,11 +313,14 @@ pub fn check(
             Ok(Verdict::Matched)
         }
         (Recorded::Golden(old), Mode::Accept) => {
-            write(&golden, &render(header, &actual))?;
+            write(&place.written, &render(header, &actual))?;
             remove_if_present(&new)?;
+            if let Some(shared) = &place.unlist {
+                without_line(shared, &old, header)?;
+            }
             let diff = diff(&golden, &old, header, &actual);
             Ok(Verdict::Accepted {
-                golden,
+                golden: place.written,
                 diff: Some(diff),
             })
         }
@@ -297,6 +364,18 @@ enum Recorded {
     /// Something that is not a golden file (cut short by a crash, edited by hand).
     Corrupt(String),
     Golden(Golden),
+}
+
+/// Rewrites the header of the shared file `old` (at `shared`) without this run's line, whose
+/// output now has a file of its own.
+fn without_line(shared: &Path, old: &Golden, header: &Header) -> Result<(), GoldenError> {
+    let Some(recorded) = &old.header else {
+        return Ok(());
+    };
+    let mut kept = recorded.clone();
+    kept.kernel_lines
+        .retain(|l| !header.kernel_lines.contains(l));
+    write(shared, &render(&kept, &old.content))
 }
 
 /// Writes the `.snap.new` for review and returns its path; in CI writes nothing.
@@ -624,6 +703,119 @@ mod tests {
         names
     }
 
+    /// `header()` as a run on kernel line `line` makes it.
+    fn on_line(line: &str) -> Header {
+        Header {
+            kernel: format!("{line}.0-1-amd64"),
+            kernel_lines: vec![line.into()],
+            ..header()
+        }
+    }
+
+    fn lines_of(path: &Path) -> Vec<String> {
+        read(path).unwrap().header.unwrap().kernel_lines
+    }
+
+    #[test]
+    fn accepting_each_line_shares_one_file_where_the_lines_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        for line in ["6.1", "6.12"] {
+            let v = check(dir.path(), &on_line(line), OUTPUT, Mode::Accept).unwrap();
+            assert!(v.passed(), "{v:?}");
+        }
+        let shared = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
+        assert_eq!(files(dir.path()), ["amd-f15h-dram-ce__kmsg.snap"]);
+        assert_eq!(lines_of(&shared), ["6.1", "6.12"]);
+        for line in ["6.1", "6.12"] {
+            let v = check(dir.path(), &on_line(line), OUTPUT, Mode::Check { ci: true }).unwrap();
+            assert_eq!(v, Verdict::Matched);
+        }
+    }
+
+    #[test]
+    fn accepting_a_line_that_differs_never_clobbers_the_other_line_s_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
+        let own = line_path(dir.path(), "amd-f15h-dram-ce", "kmsg", "6.12");
+        check(dir.path(), &on_line("6.1"), OUTPUT, Mode::Accept).unwrap();
+        let v = check(dir.path(), &on_line("6.12"), "absorbed\n", Mode::Accept).unwrap();
+        assert!(
+            matches!(&v, Verdict::Accepted { golden, diff: Some(_) } if *golden == own),
+            "{v:?}"
+        );
+        assert_eq!(
+            files(dir.path()),
+            [
+                "amd-f15h-dram-ce__kmsg.snap",
+                "amd-f15h-dram-ce__kmsg__kernel-6.12.snap"
+            ]
+        );
+        assert_eq!(read(&shared).unwrap().content, OUTPUT.trim_end());
+        assert_eq!(lines_of(&shared), ["6.1"]);
+        assert_eq!(lines_of(&own), ["6.12"]);
+        // Each line compares with its own file from now on.
+        let ci = Mode::Check { ci: true };
+        assert_eq!(
+            check(dir.path(), &on_line("6.1"), OUTPUT, ci).unwrap(),
+            Verdict::Matched
+        );
+        assert_eq!(
+            check(dir.path(), &on_line("6.12"), "absorbed", ci).unwrap(),
+            Verdict::Matched
+        );
+        let v = check(dir.path(), &on_line("6.12"), OUTPUT, ci).unwrap();
+        assert!(
+            matches!(&v, Verdict::Mismatch { golden, .. } if *golden == own),
+            "{v:?}"
+        );
+        // 6.1 changing again rewrites the shared file, which only 6.1 still uses.
+        check(dir.path(), &on_line("6.1"), "decoded anew\n", Mode::Accept).unwrap();
+        assert_eq!(read(&shared).unwrap().content, "decoded anew");
+        assert_eq!(read(&own).unwrap().content, "absorbed");
+    }
+
+    #[test]
+    fn a_line_leaving_a_file_shared_by_both_gets_its_own_and_the_shared_stops_listing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
+        check(dir.path(), &on_line("6.1"), OUTPUT, Mode::Accept).unwrap();
+        check(dir.path(), &on_line("6.12"), OUTPUT, Mode::Accept).unwrap();
+        assert_eq!(lines_of(&shared), ["6.1", "6.12"]);
+        // Outside CI a mismatch leaves its pending file where accepting would write.
+        let v = check(
+            dir.path(),
+            &on_line("6.12"),
+            "moved\n",
+            Mode::Check { ci: false },
+        )
+        .unwrap();
+        let own = line_path(dir.path(), "amd-f15h-dram-ce", "kmsg", "6.12");
+        assert!(
+            matches!(&v, Verdict::Mismatch { golden, new: Some(new), .. } if *golden == shared && *new == new_path(&own)),
+            "{v:?}"
+        );
+        check(dir.path(), &on_line("6.12"), "moved\n", Mode::Accept).unwrap();
+        assert_eq!(lines_of(&shared), ["6.1"]);
+        assert_eq!(read(&shared).unwrap().content, OUTPUT.trim_end());
+        assert_eq!(read(&own).unwrap().content, "moved");
+        assert!(!new_path(&own).exists());
+    }
+
+    #[test]
+    fn a_target_without_a_kernel_line_uses_the_shared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Header {
+            kernel_lines: Vec::new(),
+            ..header()
+        };
+        check(dir.path(), &local, OUTPUT, Mode::Accept).unwrap();
+        assert_eq!(files(dir.path()), ["amd-f15h-dram-ce__kmsg.snap"]);
+        let p = Place::of(dir.path(), &local);
+        assert_eq!(p.compared, path(dir.path(), "amd-f15h-dram-ce", "kmsg"));
+        assert_eq!(p.written, p.compared);
+        assert_eq!(p.unlist, None);
+    }
+
     #[test]
     fn a_header_comes_from_the_scenario() {
         let yaml =
@@ -741,7 +933,7 @@ mod tests {
     }
 
     #[test]
-    fn accepting_a_match_on_another_kernel_line_adds_the_line_and_a_change_resets_them() {
+    fn accepting_a_match_on_another_kernel_line_adds_the_line_and_a_change_splits_them() {
         let dir = tempfile::tempdir().unwrap();
         check(dir.path(), &header(), OUTPUT, Mode::Accept).unwrap();
         let golden = path(dir.path(), "amd-f15h-dram-ce", "kmsg");
@@ -763,8 +955,14 @@ mod tests {
             read(&golden).unwrap().header.unwrap().kernel_lines,
             ["6.1", "6.12"]
         );
+        // A change on one line no longer holds for the other: the changed line gets its own file.
         check(dir.path(), &header(), "changed", Mode::Accept).unwrap();
-        assert_eq!(read(&golden).unwrap().header.unwrap().kernel_lines, ["6.1"]);
+        assert_eq!(
+            read(&golden).unwrap().header.unwrap().kernel_lines,
+            ["6.12"]
+        );
+        let own = line_path(dir.path(), "amd-f15h-dram-ce", "kmsg", "6.1");
+        assert_eq!(read(&own).unwrap().content, "changed");
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct GuestSpec {
     pub vcpus: u32,
     pub memory_mib: u32,
     pub kernel: Kernel,
+    /// The scenario's own kernel arguments, after rasdrill's.
+    pub kernel_args: Vec<String>,
     /// Module names, beyond [`BASE_MODULES`] (dependencies are added).
     pub modules: Vec<String>,
     pub accel: AccelChoice,
@@ -104,6 +106,7 @@ impl GuestSpec {
             vcpus: profile.vcpus,
             memory_mib: profile.memory_mib,
             kernel,
+            kernel_args: Vec::new(),
             modules: profile
                 .decoder_modules
                 .iter()
@@ -294,7 +297,11 @@ impl Guest {
         build_initramfs(spec, &initrd)?;
 
         let mut config = VmConfig::new(boot_image(spec), run_dir.path());
-        config.kernel_args = GUEST_KERNEL_ARGS.iter().map(|a| a.to_string()).collect();
+        config.kernel_args = GUEST_KERNEL_ARGS
+            .iter()
+            .map(|a| a.to_string())
+            .chain(spec.kernel_args.iter().cloned())
+            .collect();
         config.accel = accel;
         config.cpu = spec.cpu_model.clone();
         config.vcpus = spec.vcpus;

@@ -357,7 +357,11 @@ fn wait_counted(
 /// The suite in this process (so its peak RSS is rasdrill's alone: QEMU is a child), then the
 /// same scenarios the naive way. Both must pass.
 fn suite(args: &SuiteArgs) -> Result<(), Failure> {
-    let (scenarios, kernel) = super::run::load(&args.paths, &args.kernel)?;
+    let super::run::Loaded {
+        scenarios,
+        kernel,
+        line_kernels,
+    } = super::run::load(&args.paths, &args.kernel)?;
     let options = |guests| -> Result<Options, Failure> {
         Ok(Options {
             golden_dir: args.golden.clone(),
@@ -365,6 +369,7 @@ fn suite(args: &SuiteArgs) -> Result<(), Failure> {
             accel: args.accel,
             allow: Default::default(),
             kernel: kernel.clone(),
+            line_kernels: line_kernels.clone(),
             agent: super::this_executable()?,
             rasdaemon: Default::default(),
             guests,

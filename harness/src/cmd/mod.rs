@@ -45,6 +45,7 @@ pub fn flag_run_options(
         accel,
         allow: rasdrill_inject::guard::Allow::default(),
         kernel: Some(kernel.resolve()?),
+        line_kernels: Vec::new(),
         agent: this_executable()?,
         rasdaemon: Default::default(),
         guests: crate::run::GuestReuse::Shared,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rasdrill_inject::guard::Allow;
 use rasdrill_qemu::kernel::{Kernel, KernelCache, KernelError};
-use rasdrill_qemu::pinned;
+use rasdrill_qemu::pinned::{self, KernelLine};
 
 use crate::cmd::kernel::KernelArgs;
 use crate::collect::rasdaemon_build::RasdaemonBuild;
@@ -24,6 +24,11 @@ Examples:
   rasdrill run scenarios/amd-f15h-dram-ce-qemu.yaml --junit report.xml --json report.json
   # After reviewing the diffs: make the golden files say what this run saw:
   rasdrill run --accept
+  # Every pinned kernel line (6.1 and 6.12), each scenario once per line; then accept per line:
+  rasdrill run --all-lines
+  rasdrill run --all-lines --accept
+  # One pinned line, or a cached release:
+  rasdrill run --kernel-release 6.12
   # Another kernel for the guests:
   rasdrill run --kernel ~/linux/vmlinux --modules ~/linux/mods/lib/modules/6.12.0
 
@@ -76,6 +81,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
 
+    /// Run on every pinned kernel line, one after the other: each guest scenario once per line
+    /// (a scenario naming its `machine.kernel_line` only on that one), local scenarios once
+    #[arg(long, help_heading = "Guest kernel", conflicts_with_all = ["kernel", "release"])]
+    pub all_lines: bool,
+
     /// The rasdaemon of scenarios that do not choose one: 0.6.8 (Debian 12), 0.8.3 (Debian 13,
     /// fetched with its own apt lists inside the cache), or the path of a rasdaemon you built
     #[arg(
@@ -97,27 +107,71 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
-    let (scenarios, kernel) = load(&args.paths, &args.kernel)?;
-    let options = Options {
-        golden_dir: args.golden.clone(),
-        mode: Some(Mode::from_env(args.accept, args.ci)),
-        accel: args.accel,
-        allow: Allow {
-            uncorrected: args.allow_uncorrected,
-            fatal: args.allow_fatal,
-        },
-        kernel,
-        agent: super::this_executable()?,
-        rasdaemon: args.rasdaemon.clone(),
-        guests: if args.naive {
-            GuestReuse::Naive
-        } else if args.isolate {
-            GuestReuse::Isolated
-        } else {
-            GuestReuse::Shared
-        },
+    let lines: Vec<Option<&'static KernelLine>> = if args.all_lines {
+        pinned::LINES.iter().map(Some).collect()
+    } else {
+        vec![None]
     };
-    let report = run::run(&scenarios, &options, &mut Progress::stderr());
+    // Everything is loaded, and every kernel found or fetched, before the first guest boots.
+    let mut passes = Vec::new();
+    for line in &lines {
+        let kernel = match line {
+            Some(l) => KernelArgs {
+                release: Some(l.release.to_string()),
+                ..args.kernel.clone()
+            },
+            None => args.kernel.clone(),
+        };
+        passes.push(load(&args.paths, &kernel)?);
+    }
+    let mut report = RunReport::default();
+    for (index, (line, loaded)) in lines.iter().zip(passes).enumerate() {
+        if report.interrupted.is_some() {
+            break;
+        }
+        // Local scenarios boot nothing: they run once, in the first pass; a scenario on a line
+        // of its own runs in that line's pass.
+        let scenarios: Vec<Scenario> = loaded
+            .scenarios
+            .into_iter()
+            .filter(|s| match (line, s.machine()) {
+                (None, _) => true,
+                (Some(_), None) => index == 0,
+                (Some(l), Some(m)) => m.kernel_line.is_none_or(|own| own.name == l.name),
+            })
+            .collect();
+        if let Some(l) = line {
+            eprintln!(
+                "rasdrill: kernel line {} ({} of {}): {} scenario{}",
+                l.name,
+                index + 1,
+                lines.len(),
+                scenarios.len(),
+                if scenarios.len() == 1 { "" } else { "s" }
+            );
+        }
+        let options = Options {
+            golden_dir: args.golden.clone(),
+            mode: Some(Mode::from_env(args.accept, args.ci)),
+            accel: args.accel,
+            allow: Allow {
+                uncorrected: args.allow_uncorrected,
+                fatal: args.allow_fatal,
+            },
+            kernel: loaded.kernel,
+            line_kernels: loaded.line_kernels,
+            agent: super::this_executable()?,
+            rasdaemon: args.rasdaemon.clone(),
+            guests: if args.naive {
+                GuestReuse::Naive
+            } else if args.isolate {
+                GuestReuse::Isolated
+            } else {
+                GuestReuse::Shared
+            },
+        };
+        report.append(run::run(&scenarios, &options, &mut Progress::stderr()));
+    }
     // The reports are written even when nobody reads standard output any more.
     let printed = crate::exit::print(report.summary());
     if let Some(path) = &args.junit {
@@ -134,12 +188,18 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     verdict(&report)
 }
 
-/// The scenarios under `paths` (default `scenarios/`), all validated, and the kernel of those
-/// that do not name one (`None` when no guest scenario needs it).
-pub fn load(
-    paths: &[PathBuf],
-    kernel: &KernelArgs,
-) -> Result<(Vec<Scenario>, Option<Kernel>), Failure> {
+/// Validated scenarios and the kernels their guests boot.
+pub struct Loaded {
+    pub scenarios: Vec<Scenario>,
+    /// The kernel of guest scenarios that do not name one (`None` when none needs it).
+    pub kernel: Option<Kernel>,
+    /// The kernels of the pinned lines scenarios name (`machine.kernel_line`).
+    pub line_kernels: Vec<Kernel>,
+}
+
+/// The scenarios under `paths` (default `scenarios/`), all validated, the kernel of those
+/// that do not name one and those of the pinned lines they name, found or fetched now.
+pub fn load(paths: &[PathBuf], kernel: &KernelArgs) -> Result<Loaded, Failure> {
     let paths = if paths.is_empty() {
         vec![PathBuf::from(scenario::DEFAULT_DIR)]
     } else {
@@ -155,12 +215,25 @@ pub fn load(
             if n == 1 { "" } else { "s" }
         ))
     })?;
-    let kernel = if needs_default_kernel(&scenarios) {
+    let default = if needs_default_kernel(&scenarios) {
         Some(default_kernel(kernel)?)
     } else {
         None
     };
-    let missing = run::plan::missing_modules(&scenarios, kernel.as_ref());
+    let mut line_kernels: Vec<Kernel> = Vec::new();
+    for line in scenarios
+        .iter()
+        .filter_map(|s| s.machine().and_then(|m| m.kernel_line))
+    {
+        if !line_kernels.iter().any(|k| k.release == line.release) {
+            line_kernels.push(default_kernel(&KernelArgs {
+                kernel: None,
+                modules: None,
+                release: Some(line.release.to_string()),
+            })?);
+        }
+    }
+    let missing = run::plan::missing_modules(&scenarios, default.as_ref(), &line_kernels);
     if !missing.is_empty() {
         for problem in &missing {
             eprintln!("{problem}\n");
@@ -171,14 +244,19 @@ pub fn load(
             if missing.len() == 1 { " is" } else { "s are" }
         )));
     }
-    Ok((scenarios, kernel))
+    Ok(Loaded {
+        scenarios,
+        kernel: default,
+        line_kernels,
+    })
 }
 
 /// Whether any guest scenario boots the default kernel.
 fn needs_default_kernel(scenarios: &[Scenario]) -> bool {
-    scenarios
-        .iter()
-        .any(|s| s.machine().is_some_and(|m| m.kernel.is_none()))
+    scenarios.iter().any(|s| {
+        s.machine()
+            .is_some_and(|m| m.kernel.is_none() && m.kernel_line.is_none())
+    })
 }
 
 /// `--kernel/--modules`, else the cached kernel (the default pinned line unless

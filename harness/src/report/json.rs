@@ -30,6 +30,8 @@ struct Counts {
 #[derive(Serialize)]
 struct Scenario<'a> {
     name: &'a str,
+    /// The pinned kernel line its guest booted (`null` on a local target).
+    kernel_line: Option<&'a str>,
     file: String,
     description: &'a str,
     result: &'static str,
@@ -83,6 +85,7 @@ pub(super) fn render(report: &RunReport) -> serde_json::Value {
 fn scenario(r: &ScenarioResult) -> Scenario<'_> {
     Scenario {
         name: &r.name,
+        kernel_line: r.kernel_line.as_deref(),
         file: r.file.display().to_string(),
         description: &r.description,
         result: r.outcome().as_str(),

@@ -1,4 +1,5 @@
-//! JUnit XML, written by hand: one testsuite, one testcase per scenario. A scenario that failed
+//! JUnit XML, written by hand: one testsuite, one testcase per scenario, named as the suite's
+//! tests are (`<scenario>::kernel-<line>`, the bare name on a local target). A scenario that failed
 //! or whose output differs from its golden files is a `<failure>`; bad input and infrastructure
 //! problems are `<error>`s, as CI systems expect.
 
@@ -33,7 +34,7 @@ fn testcase(out: &mut String, r: &ScenarioResult) {
     let _ = write!(
         out,
         "    <testcase name=\"{}\" classname=\"rasdrill.scenarios\" file=\"{}\" time=\"{:.3}\"",
-        escape(&r.name),
+        escape(&r.name_on_line()),
         escape(&r.file.display().to_string()),
         r.duration.as_secs_f64()
     );

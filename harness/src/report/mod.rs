@@ -29,6 +29,9 @@ pub struct ScenarioResult {
     pub name: String,
     pub file: PathBuf,
     pub description: String,
+    /// The pinned kernel line its guest booted (`6.12`; `None` on a local target), which a run of
+    /// every line (`--all-lines`) tells results apart by.
+    pub kernel_line: Option<String>,
     /// Why it did not finish its steps, if it did not.
     pub failure: Option<Failure>,
     /// One per compared collector, in the scenario's `compare` order.
@@ -123,6 +126,15 @@ impl Outcome {
 }
 
 impl ScenarioResult {
+    /// Its name with its kernel line, as the suite's tests are named
+    /// (`amd-f15h-dram-ce-qemu::kernel-6.12`); just the name on a local target.
+    pub fn name_on_line(&self) -> String {
+        match &self.kernel_line {
+            Some(line) => format!("{}::kernel-{line}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     pub fn outcome(&self) -> Outcome {
         match &self.failure {
             Some(f) => match f.kind {
@@ -139,7 +151,7 @@ impl ScenarioResult {
 }
 
 /// Every scenario's result, and how long the whole run took.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunReport {
     pub results: Vec<ScenarioResult>,
     pub duration: Duration,
@@ -148,6 +160,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Adds a later run's results (another kernel line's): one report of both.
+    pub fn append(&mut self, later: RunReport) {
+        self.results.extend(later.results);
+        self.duration += later.duration;
+        self.interrupted = self.interrupted.or(later.interrupted);
+    }
+
     /// The run's worst outcome decides the exit code, in this order: bad input (2; nothing
     /// meaningful ran), infrastructure (4; results are incomplete), a failed scenario (1), new or
     /// vanished oracle findings (1), a golden mismatch (3), success (0). An empty run is a success only if nothing was asked.

@@ -8,7 +8,7 @@ pub(super) fn table(report: &RunReport) -> String {
     let width = report
         .results
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| r.name_on_line().len())
         .chain(["scenario".len()])
         .max()
         .unwrap_or(0);
@@ -27,7 +27,7 @@ pub(super) fn table(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "{:<width$}  {:<15}  {:>9}  {:>3.0}%",
-            r.name,
+            r.name_on_line(),
             r.outcome().as_str(),
             seconds(r.duration),
             share

@@ -12,6 +12,7 @@ fn result(name: &str, failure: Option<Failure>, goldens: Vec<GoldenResult>) -> S
         name: name.into(),
         file: PathBuf::from(format!("scenarios/{name}.yaml")),
         description: format!("what {name} rehearses"),
+        kernel_line: Some("6.1".into()),
         failure,
         goldens,
         oracle: None,
@@ -118,13 +119,30 @@ fn the_worst_outcome_decides_the_exit_code() {
 #[test]
 fn summary_table() {
     insta::assert_snapshot!(sample().summary(), @r"
-    scenario        result            duration  boot
-    amd-ce          passed              6.20 s   39%
-    amd-ce-changed  golden-mismatch     6.20 s   39%
-    skx-panic       failed              6.20 s   39%
-    qemu-gone       infrastructure      6.20 s   39%
+    scenario                    result            duration  boot
+    amd-ce::kernel-6.1          passed              6.20 s   39%
+    amd-ce-changed::kernel-6.1  golden-mismatch     6.20 s   39%
+    skx-panic::kernel-6.1       failed              6.20 s   39%
+    qemu-gone::kernel-6.1       infrastructure      6.20 s   39%
     4 scenarios in 25.00 s (booting 9.60 s): 1 passed, 1 failed, 1 golden-mismatch, 1 infrastructure
     ");
+}
+
+#[test]
+fn a_result_is_named_with_its_kernel_line_and_a_local_one_without() {
+    let mut r = result("amd-ce", None, Vec::new());
+    assert_eq!(r.name_on_line(), "amd-ce::kernel-6.1");
+    r.kernel_line = None;
+    assert_eq!(r.name_on_line(), "amd-ce");
+    let mut report = RunReport::default();
+    report.append(sample());
+    report.append(RunReport {
+        results: vec![r],
+        duration: ms(1000),
+        interrupted: None,
+    });
+    assert_eq!(report.results.len(), 5);
+    assert_eq!(report.duration, sample().duration + ms(1000));
 }
 
 #[test]

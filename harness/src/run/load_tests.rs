@@ -103,6 +103,7 @@ fn two_hundred_scenarios_leak_no_descriptor_thread_process_or_temporary_file() {
         accel: AccelChoice::Tcg,
         allow: Default::default(),
         kernel: None,
+        line_kernels: Vec::new(),
         agent: PathBuf::from("/nonexistent/agent"),
         rasdaemon: RasdaemonBuild::default(),
         guests: GuestReuse::Shared,

@@ -47,6 +47,8 @@ pub struct Options {
     pub allow: Allow,
     /// The kernel of guest scenarios that do not name one.
     pub kernel: Option<Kernel>,
+    /// The kernels of the pinned lines that scenarios name (`machine.kernel_line`).
+    pub line_kernels: Vec<Kernel>,
     /// The executable that becomes the guests' `/init` (normally this one).
     pub agent: PathBuf,
     /// The rasdaemon of scenarios that do not choose one.
@@ -76,6 +78,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
     });
     let defaults = GuestDefaults {
         kernel: options.kernel.as_ref(),
+        line_kernels: &options.line_kernels,
         accel: options.accel,
         agent: options.agent.clone(),
         rasdaemon: options.rasdaemon.clone(),
@@ -95,6 +98,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
         }
         match unit {
             Unit::Guest { spec, scenarios } => {
+                let line = rasdrill_qemu::pinned::line_of(&spec.kernel.release);
                 let mut guest: Option<Guest> = None;
                 let mut snapshot: Option<GuestSnapshot> = None;
                 let save = scenarios.len() > 1 && options.guests != GuestReuse::Naive;
@@ -119,7 +123,8 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
                                     message: format!("the guest did not boot: {e}"),
                                     details: report::details(&e),
                                 };
-                                let result = failed(prepared.scenario, start, boot, failure);
+                                let mut result = failed(prepared.scenario, start, boot, failure);
+                                result.kernel_line = line.clone();
                                 finish(sink, &mut results, result);
                                 continue;
                             }
@@ -128,6 +133,7 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
                     let g = guest.as_mut().expect("booted above");
                     let (mut result, keep) = scenario::on_guest(prepared, g, options, sink, start);
                     result.boot = boot;
+                    result.kernel_line = line.clone();
                     if !keep || options.guests != GuestReuse::Shared {
                         // Dropping a guest kills QEMU and reaps it.
                         guest = None;
@@ -150,7 +156,8 @@ pub fn run(scenarios: &[Scenario], options: &Options, sink: &mut dyn Sink) -> Ru
                     message: why.message,
                     details: None,
                 };
-                let result = failed(s, start, Duration::ZERO, failure);
+                let mut result = failed(s, start, Duration::ZERO, failure);
+                result.kernel_line = line_of_scenario(s, options);
                 finish(sink, &mut results, result);
             }
         }
@@ -185,6 +192,18 @@ fn pristine_guest(
         *snapshot = Some(guest.save()?);
     }
     Ok(guest)
+}
+
+/// The kernel line a guest scenario boots: its own, or the run's (`None` on a local target).
+fn line_of_scenario(s: &Scenario, options: &Options) -> Option<String> {
+    let machine = s.machine()?;
+    match (machine.kernel_line, &options.kernel) {
+        (Some(line), _) => Some(line.name.to_string()),
+        (None, Some(kernel)) if machine.kernel.is_none() => {
+            rasdrill_qemu::pinned::line_of(&kernel.release)
+        }
+        _ => None,
+    }
 }
 
 /// Numbers scenarios in the order they run.
@@ -255,6 +274,7 @@ fn result(
         name: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
+        kernel_line: None,
         failure,
         goldens,
         oracle: None,

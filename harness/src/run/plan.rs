@@ -41,6 +41,8 @@ pub struct Prepared<'a> {
 }
 
 /// What the run does, in order.
+// A run has a handful of units, made once: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Unit<'a> {
     /// One guest, booted once, for these scenarios (in file order).
     Guest {
@@ -67,6 +69,8 @@ impl Unit<'_> {
 pub struct GuestDefaults<'k> {
     /// The kernel of scenarios that do not name one (`None`: none was found or fetched).
     pub kernel: Option<&'k Kernel>,
+    /// The kernels of the pinned lines that scenarios name (`machine.kernel_line`).
+    pub line_kernels: &'k [Kernel],
     pub accel: AccelChoice,
     /// The executable that becomes the guest's `/init`.
     pub agent: PathBuf,
@@ -216,21 +220,31 @@ fn needed_modules(
 
 /// Every module a guest scenario names (its machine's decoders and `setup.modules`) that its
 /// kernel lacks, in words, found in the kernel's `modules.dep` and `modules.builtin` before
-/// any guest boots. `kernel` is the run's default kernel; a scenario's own is read from its
-/// `machine.kernel`.
-pub fn missing_modules(scenarios: &[Scenario], kernel: Option<&Kernel>) -> Vec<String> {
+/// any guest boots. `kernel` is the run's default kernel, `line_kernels` those of the lines
+/// scenarios name; a scenario's own is read from its `machine.kernel`.
+pub fn missing_modules(
+    scenarios: &[Scenario],
+    kernel: Option<&Kernel>,
+    line_kernels: &[Kernel],
+) -> Vec<String> {
     let mut problems = Vec::new();
     for scenario in scenarios {
         let Some(machine) = scenario.machine() else {
             continue;
         };
-        let (release, dir) = match (&machine.kernel, kernel) {
-            (Some(own), _) => match &own.modules {
+        let (release, dir) = match (&machine.kernel, machine.kernel_line, kernel) {
+            (Some(own), _, _) => match &own.modules {
                 Some(dir) => (own.path.display().to_string(), dir.clone()),
                 None => continue, // refused with its own message when planned
             },
-            (None, Some(k)) => (k.release.clone(), k.modules_dir.clone()),
-            (None, None) => continue,
+            (None, Some(line), _) => {
+                match line_kernels.iter().find(|k| k.release == line.release) {
+                    Some(k) => (k.release.clone(), k.modules_dir.clone()),
+                    None => continue, // not cached: refused with its own message when planned
+                }
+            }
+            (None, None, Some(k)) => (k.release.clone(), k.modules_dir.clone()),
+            (None, None, None) => continue,
         };
         let index = match modules::ModuleIndex::load(&dir) {
             Ok(index) => index,
@@ -275,10 +289,24 @@ fn identity(
                 message: format!("machine.kernel: {e}"),
             })?
         }
-        None => defaults.kernel.cloned().ok_or_else(|| NotRunnable {
-            kind: FailureKind::Infrastructure,
-            message: "no guest kernel: none is cached and none could be fetched".into(),
-        })?,
+        None => match machine.kernel_line {
+            Some(line) => defaults
+                .line_kernels
+                .iter()
+                .find(|k| k.release == line.release)
+                .cloned()
+                .ok_or_else(|| NotRunnable {
+                    kind: FailureKind::Infrastructure,
+                    message: format!(
+                        "no guest kernel for pinned line {}: {} is not cached (rasdrill kernel fetch)",
+                        line.name, line.release
+                    ),
+                })?,
+            None => defaults.kernel.cloned().ok_or_else(|| NotRunnable {
+                kind: FailureKind::Infrastructure,
+                message: "no guest kernel: none is cached and none could be fetched".into(),
+            })?,
+        },
     };
     let modules = needed_modules(scenario, machine, collector_modules);
     let mut setup = Vec::new();
@@ -293,6 +321,7 @@ fn identity(
         vcpus: machine.vcpus,
         memory_mib: machine.memory_mib,
         kernel,
+        kernel_args: machine.kernel_args.clone(),
         modules,
         accel: defaults.accel,
         extra_files: Vec::new(),
@@ -329,6 +358,7 @@ mod tests {
         let k = kernel();
         let defaults = GuestDefaults {
             kernel: Some(&k),
+            line_kernels: &[],
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
             rasdaemon: RasdaemonBuild::default(),
@@ -392,6 +422,7 @@ mod tests {
     fn without_a_kernel_guest_scenarios_cannot_run() {
         let defaults = GuestDefaults {
             kernel: None,
+            line_kernels: &[],
             accel: AccelChoice::Tcg,
             agent: "/bin/rasdrill".into(),
             rasdaemon: RasdaemonBuild::default(),

@@ -93,6 +93,12 @@ pub struct Machine {
     pub kernel: Option<KernelOverride>,
     /// q35 with a PCIe root port and an e1000e behind it (`pcie: true`), for AER.
     pub pcie: bool,
+    /// The pinned line this scenario always boots, whatever line the run is on (a scenario about
+    /// one line's behaviour, e.g. 6.12's CEC); `None`: the run's line.
+    pub kernel_line: Option<&'static rasdrill_qemu::pinned::KernelLine>,
+    /// Added to the guest kernel's command line: part of the guest's identity, so such a
+    /// scenario gets a guest of its own.
+    pub kernel_args: Vec<String>,
 }
 
 /// A kernel other than the default one.
@@ -215,6 +221,8 @@ impl Machine {
             vendor: crate::profile::vendor_of(profile.cpu_model),
             kernel: None,
             pcie: false,
+            kernel_line: None,
+            kernel_args: Vec::new(),
         }
     }
 

@@ -605,3 +605,40 @@ steps:
          `ras/non_standard_event`, `ras/arm_event`)"
     );
 }
+
+#[test]
+fn a_machine_names_a_pinned_kernel_line_and_extra_kernel_arguments() {
+    let text = r#"
+name: cec-off
+description: the CEC off on 6.12
+machine: {profile: amd-f15h, kernel_line: "6.12", kernel_args: [ras=cec_disable]}
+steps:
+  - sleep_ms: 1
+"#;
+    let s = from_str(Path::new("scenarios/cec-off.yaml"), text).unwrap();
+    let m = s.machine().unwrap();
+    assert_eq!(m.kernel_line.map(|l| l.name), Some("6.12"));
+    assert_eq!(m.kernel_args, ["ras=cec_disable"]);
+
+    let text = r#"
+name: bad
+description: lines and arguments that are not
+machine: {profile: amd-f15h, kernel_line: 6.12, kernel_args: ["ras=cec_disable quiet"]}
+steps:
+  - sleep_ms: 1
+"#;
+    assert_eq!(
+        invalid("scenarios/bad.yaml", text),
+        "scenarios/bad.yaml:4:43: machine.kernel_line: expected a pinned kernel line in quotes \
+         (\"6.1\", \"6.12\"), found a fractional number\n\
+         scenarios/bad.yaml:4:63: machine.kernel_args: `ras=cec_disable quiet` is not one kernel \
+         argument: write one word per item, without spaces or quotes"
+    );
+    let text = "name: old\ndescription: d\nmachine: {profile: amd-f15h, kernel_line: \"5.10\"}\n\
+                steps: [{sleep_ms: 1}]\n";
+    assert_eq!(
+        invalid("scenarios/old.yaml", text),
+        "scenarios/old.yaml:3:43: machine.kernel_line: `5.10` is not a pinned kernel line \
+         (\"6.1\", \"6.12\")"
+    );
+}

@@ -67,6 +67,7 @@ fn boot(cpu_model: &str, modules: &[&str], collector: &mut Rasdaemon) -> Guest {
         vcpus: 2,
         memory_mib: 256,
         kernel: KernelCache::from_env().unwrap().find(None).unwrap(),
+        kernel_args: Vec::new(),
         modules: modules.iter().map(|m| m.to_string()).collect(),
         accel: AccelChoice::Tcg,
         extra_files: needs.files,

@@ -546,3 +546,37 @@ fn a_module_the_kernel_lacks_is_refused_before_any_guest_boots() {
     );
     assert!(!stderr.contains("[1/"), "nothing started: {stderr}");
 }
+
+#[test]
+fn all_lines_runs_a_local_scenario_once_and_refuses_a_kernel_of_its_own() {
+    let ws = Workspace::new();
+    let json = ws.path("report.json");
+    let out = ws.run(
+        &[
+            "scenarios/local-amd64-edac.yaml",
+            "--all-lines",
+            "--ci",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("kernel line 6.1 (1 of 2): 1 scenario\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kernel line 6.12 (2 of 2): 0 scenarios"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 1, "{report}");
+    assert_eq!(scenarios[0]["kernel_line"], serde_json::Value::Null);
+
+    let out = ws.run(&["--all-lines", "--kernel-release", "6.1"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(text(&out.stderr).contains("--all-lines"), "{}", shown(&out));
+}

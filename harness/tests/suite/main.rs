@@ -4,8 +4,12 @@
 //! JUnit, while `rasdrill run` keeps working alone. A test is named
 //! `<scenario>::kernel-<line>`, e.g. `amd-f15h-dram-ce-qemu::kernel-6.1`.
 //!
-//! The kernel lines are the cached kernels' lines (`rasdrill kernel fetch` puts the pinned ones
-//! there); a local scenario, which boots nothing, is one test on the line `none`.
+//! The kernel lines are the pinned ones (`rasdrill_qemu::pinned::LINES`), each run on its pinned
+//! release: what is cached decides nothing. A pinned line whose kernel is not cached is still a
+//! test of each scenario, which fails saying to run `rasdrill kernel fetch`, so that a line
+//! cannot drop out of CI unnoticed. A scenario that names its own line
+//! (`machine.kernel_line`) is one test on that line; a local scenario, which boots nothing, is
+//! one test on the line `none`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +17,7 @@ use std::process::Command;
 use libtest_mimic::{Arguments, Failed, Trial};
 use rasdrill::scenario;
 use rasdrill_qemu::kernel::KernelCache;
+use rasdrill_qemu::pinned;
 
 fn main() {
     let args = Arguments::from_args();
@@ -26,44 +31,40 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let kernels = kernel_lines();
     let mut trials = Vec::new();
     for s in &scenarios {
-        let lines: Vec<(String, Option<String>)> = if s.machine().is_some() {
-            kernels
-                .iter()
-                .map(|(line, release)| (line.clone(), Some(release.clone())))
-                .collect()
-        } else {
-            vec![("none".to_string(), None)]
+        let lines: Vec<&'static str> = match s.machine() {
+            None => vec!["none"],
+            Some(m) => match m.kernel_line {
+                Some(line) => vec![line.name],
+                None => pinned::LINES.iter().map(|l| l.name).collect(),
+            },
         };
-        for (line, release) in lines {
+        for line in lines {
             let file = s.file.clone();
             let name = format!("{}::kernel-{line}", s.name);
-            trials.push(Trial::test(name, move || run(&file, release.as_deref())));
+            let release = pinned::by_name(line).map(|l| l.release);
+            trials.push(Trial::test(name, move || {
+                if let Some(release) = release {
+                    cached(line, release)?;
+                }
+                run(&file, release)
+            }));
         }
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// `(line, release)` of each cached kernel: `6.1.0-57-amd64` is on the line `6.1`.
-fn kernel_lines() -> Vec<(String, String)> {
-    let Ok(cache) = KernelCache::from_env() else {
-        return Vec::new();
-    };
-    let mut lines: Vec<(String, String)> = Vec::new();
-    for kernel in cache.list().unwrap_or_default() {
-        let line: String = kernel
-            .release
-            .split(['.', '-'])
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(".");
-        // The newest release of a line stands for it (the cache lists releases in order).
-        lines.retain(|(l, _)| *l != line);
-        lines.push((line, kernel.release.clone()));
-    }
-    lines
+/// Fails unless the pinned `release` of `line` is in the kernel cache.
+fn cached(line: &str, release: &str) -> Result<(), Failed> {
+    let cache = KernelCache::from_env().map_err(|e| format!("no kernel cache: {e}"))?;
+    cache.find(Some(release)).map(drop).map_err(|e| {
+        format!(
+            "pinned kernel line {line} cannot run: {e}\n\
+             run `rasdrill kernel fetch` (it fetches every pinned line)"
+        )
+        .into()
+    })
 }
 
 /// One scenario on one kernel, as CI runs it: nothing written, the exit code decides.

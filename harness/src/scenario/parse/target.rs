@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::profile;
+use rasdrill_inject::excerpt::excerpt;
+use rasdrill_qemu::pinned::{self, KernelLine};
 
 const MACHINE_KEYS: &[&str] = &[
     "profile",
@@ -10,6 +12,8 @@ const MACHINE_KEYS: &[&str] = &[
     "memory_mib",
     "kernel",
     "pcie",
+    "kernel_line",
+    "kernel_args",
 ];
 const KERNEL_KEYS: &[&str] = &["path", "modules"];
 const LOCAL_KEYS: &[&str] = &["root"];
@@ -98,6 +102,22 @@ pub(super) fn machine(node: &Node, dir: &Path, p: &mut Problems) -> Option<Machi
         Some(n) => boolean(n, "machine.pcie", p),
         None => Some(false),
     };
+    let kernel_line = match f.take("kernel_line") {
+        Some(n) if kernel.as_ref().is_some_and(Option::is_some) => {
+            p.add(
+                n.loc,
+                "machine.kernel_line",
+                "give either `kernel` (your own build) or `kernel_line` (a pinned line), not both",
+            );
+            None
+        }
+        Some(n) => kernel_line(n, p).map(Some),
+        None => Some(None),
+    };
+    let kernel_args = match f.take("kernel_args") {
+        Some(n) => kernel_args(n, p),
+        None => Some(Vec::new()),
+    };
     f.finish(p);
     let cpu_model = cpu_model?;
     Some(Machine {
@@ -108,7 +128,60 @@ pub(super) fn machine(node: &Node, dir: &Path, p: &mut Problems) -> Option<Machi
         vcpus: vcpus?,
         memory_mib: memory_mib?,
         kernel: kernel?,
+        kernel_line: kernel_line?,
+        kernel_args: kernel_args?,
     })
+}
+
+/// A pinned kernel line, written as a string: unquoted, `6.10` would be the number 6.1.
+fn kernel_line(node: &Node, p: &mut Problems) -> Option<&'static KernelLine> {
+    let path = "machine.kernel_line";
+    let names = pinned::LINES
+        .iter()
+        .map(|l| format!("\"{}\"", l.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Value::Str(name) = &node.value else {
+        p.add(
+            node.loc,
+            path,
+            format!(
+                "expected a pinned kernel line in quotes ({names}), found {}",
+                node.value.kind()
+            ),
+        );
+        return None;
+    };
+    let found = pinned::by_name(name);
+    if found.is_none() {
+        p.add(
+            node.loc,
+            path,
+            format!("`{}` is not a pinned kernel line ({names})", excerpt(name)),
+        );
+    }
+    found
+}
+
+/// Words added to the guest kernel's command line, each one argument (`ras=cec_disable`).
+fn kernel_args(node: &Node, p: &mut Problems) -> Option<Vec<String>> {
+    let mut ok = true;
+    let mut out = Vec::new();
+    for (arg, n) in string_items(node, "machine.kernel_args", p)? {
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '"') {
+            p.add(
+                n.loc,
+                "machine.kernel_args",
+                format!(
+                    "`{}` is not one kernel argument: write one word per item, without spaces or quotes",
+                    excerpt(&arg)
+                ),
+            );
+            ok = false;
+        }
+        out.push(arg);
+    }
+    ok.then_some(out)
 }
 
 fn cpu_model(node: &Node, p: &mut Problems) -> Option<String> {
