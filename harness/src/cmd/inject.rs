@@ -53,6 +53,10 @@ Examples:
   rasdrill inject --guest --via hwpoison --page free
   # A correctable AER error on PCI device 0000:00:1c.0 through the kernel's aer_inject:
   rasdrill inject --via aer --sbdf 0000:00:1c.0 --aer-error RCVR
+  # AER in a guest, which then gets q35 with root port rp0 (0000:00:01.0) and an e1000e nic0
+  # (0000:01:00.0): through QEMU's monitor, or through aer_inject in the guest:
+  rasdrill inject --guest --via aer --qdev rp0 --aer-error COMP_TIME
+  rasdrill inject --guest --via aer --sbdf 0000:01:00.0 --aer-error BAD_TLP
 
 Safety: on this machine an uncorrected or deferred record is refused without --allow-uncorrected,
 and a fatal one (PCC, or UC with OVER) without --allow-fatal, which also allows uncorrected ones.

@@ -632,3 +632,60 @@ fn unpoisoning_in_a_guest_before_any_page_was_poisoned_is_refused_by_the_agent()
         "{stderr}"
     );
 }
+
+/// QEMU's pcie_aer_inject_error on the root port of the q35 guest that --via aer gets: the AER
+/// driver's report, the aer_event trace line and the recovery's outcome.
+#[test]
+fn an_aer_error_through_qemu_reaches_the_root_ports_aer_driver() {
+    let run = GuestRun::new();
+    let out = run.inject(&["--via", "aer", "--qdev", "rp0", "--aer-error", "COMP_TIME"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("q35 with PCIe"), "{stderr}");
+    assert!(
+        stderr.contains("sent `pcie_aer_inject_error rp0 COMP_TIME` to QEMU's monitor"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "pcieport 0000:00:01.0: AER: Uncorrected (Non-Fatal) error message received from 0000:00:01.0"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[14] CmpltTO"), "{stdout}");
+    assert!(
+        stdout.contains("aer_event: 0000:00:01.0 PCIe Bus Error: severity=Uncorrected, non-fatal, Completion Timeout"),
+        "{stdout}"
+    );
+}
+
+/// The kernel's aer_inject, written by the guest's agent, on the e1000e endpoint: a correctable
+/// error, which QEMU 7.2 itself cannot deliver.
+#[test]
+fn a_correctable_aer_error_through_the_guests_aer_inject_is_reported_for_the_endpoint() {
+    let run = GuestRun::new();
+    let out = run.inject(&[
+        "--via",
+        "aer",
+        "--sbdf",
+        "0000:01:00.0",
+        "--aer-error",
+        "BAD_TLP",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("in the guest: write /dev/aer_inject aer_error_inj{domain 0x0, bus 0x1, dev 0x0, fn 0x0, uncor_status 0x00000000, cor_status 0x00000040"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("AER: Corrected error message received from 0000:01:00.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "aer_event: 0000:01:00.0 PCIe Bus Error: severity=Corrected, Bad TLP, TLP Header=Not available"
+        ),
+        "{stdout}"
+    );
+}
