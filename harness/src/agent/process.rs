@@ -87,6 +87,14 @@ impl Children {
         self.lock().remove(&pid);
     }
 
+    /// Runs `f` with the orphan reaper held off, for code that forks and waits for a child of
+    /// its own without telling us its pid (the inject crate's madvise child): otherwise the
+    /// reaper can take that child's exit first, and the caller's waitpid fails with ECHILD.
+    pub fn holding_off_the_reaper<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.lock();
+        f()
+    }
+
     /// Reaps every zombie child that is not ours (PID 1 only: orphans of daemons and of
     /// commands that left children behind). Returns how many were reaped.
     pub fn reap_orphans(&self, proc_dir: &Path) -> usize {
@@ -602,5 +610,32 @@ mod tests {
         assert!(!zombie_child_of("123 (sh) S 1 123", 1));
         assert!(!zombie_child_of("123 (sh) Z 2 123", 1));
         assert!(!zombie_child_of("garbage", 1));
+    }
+
+    /// The hwpoison madvise child's race: the reaper must not take a child whose pid it was not
+    /// told about while its parent waits for it under `holding_off_the_reaper`.
+    #[test]
+    fn a_child_waited_for_while_the_reaper_is_held_off_is_not_reaped_by_it() {
+        let children = Children::default();
+        let status = children.holding_off_the_reaper(|| {
+            let mut child = Command::new("/bin/true").spawn().unwrap();
+            let pid = child.id();
+            // A zombie now: exactly what the reaper looks for.
+            let zombie = Deadline::after(Duration::from_secs(10));
+            wait_until(&zombie, Duration::from_millis(5), || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                zombie_child_of(&stat, std::process::id()).then_some(())
+            })
+            .expect("the child exits");
+            let reaper = children.clone();
+            let reaping = std::thread::spawn(move || reaper.reap_orphans(Path::new("/proc")));
+            std::thread::sleep(Duration::from_millis(50));
+            // ECHILD here if the reaper took it first.
+            let status = child.wait();
+            (status, reaping)
+        });
+        let (status, reaping) = status;
+        assert!(status.as_ref().is_ok_and(|s| s.success()), "{status:?}");
+        assert_eq!(reaping.join().unwrap(), 0, "nothing left for the reaper");
     }
 }

@@ -162,7 +162,9 @@ impl Agent {
                 flags,
                 count,
             } => self.burst(&record, flags, count),
-            Request::Poison { request } => poison::poison(&self.env, &mut self.poison, &request),
+            Request::Poison { request } => self
+                .children
+                .holding_off_the_reaper(|| poison::poison(&self.env, &mut self.poison, &request)),
             Request::KmsgLast => {
                 let last = match &self.kmsg_log {
                     Some(log) => log.last().map_err(file_error("read", log.path()))?,
