@@ -179,9 +179,10 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         // rasdaemon's own PID when it logs through syslog.
         rule(r"\brasdaemon\[\d+\]", |_| "rasdaemon[<PID>]".into()),
         // Page frames: `Memory failure: 0xf000: recovery action ...`, `pfn 0xf000` (hwpoison
-        // injections, memory_failure_event, soft offline), `Software-unpoisoned page 0xf000`.
+        // injections, memory_failure_event, soft offline), `Software-unpoisoned page 0xf000`
+        // (6.1), `Unpoison: 0xf000: software-unpoisoned page` (6.12).
         rule(
-            r"\b(?P<prefix>Memory failure: |pfn |unpoisoned (?:free )?page )0x[0-9a-f]+\b",
+            r"\b(?P<prefix>Memory failure: |pfn |unpoisoned (?:free )?page |Unpoison: )0x[0-9a-f]+\b",
             |c| format!("{}<PFN>", &c["prefix"]),
         ),
         // `MCE: Killing rasdrill:87 due to hardware memory corruption`, `Sending SIGBUS to x:87`.
@@ -399,6 +400,7 @@ mod tests {
             "[    3.100001] Memory failure: 0xfe3a: recovery action for free buddy page: Recovered",
             "memory_failure_event: pfn 0xfe3a: recovery action for free buddy page: Recovered",
             "[    3.2] Unpoison: Software-unpoisoned page 0xfe3a",
+            "[    3.2] Unpoison: 0xfe3a: software-unpoisoned page",
             "[    3.3] MCE: Killing rasdrill:87 due to hardware memory corruption fault at 5a5a00000000",
         ];
         insta::assert_snapshot!(normalize(&lines.join("\n")), @r"
@@ -406,6 +408,7 @@ mod tests {
         [<TIME>] Memory failure: <PFN>: recovery action for free buddy page: Recovered
         memory_failure_event: pfn <PFN>: recovery action for free buddy page: Recovered
         [    3.2] Unpoison: Software-unpoisoned page <PFN>
+        [    3.2] Unpoison: <PFN>: software-unpoisoned page
         [    3.3] MCE: Killing rasdrill:<PID> due to hardware memory corruption fault at 5a5a00000000
         ");
     }
