@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rasdrill_inject::hwpoison::PoisonRequest;
-use rasdrill_inject::record::Broadcast;
+use rasdrill_inject::merge::BankLedger;
 use rasdrill_inject::request::AerRequest;
-use rasdrill_inject::status::UC;
 use rasdrill_inject::{aer, hmp};
 use rasdrill_inject::{Action, MceRecord, Payload};
 use rasdrill_qemu::cmdline::{Accel, VmConfig};
@@ -254,6 +253,12 @@ impl PollKick {
         }
     }
 
+    /// An interval that puts the timer poll off for an hour at least, and differs from both
+    /// values a kick writes (so the kick after it polls).
+    fn hold_s(&self) -> u32 {
+        (self.base_s + 2).max(3600)
+    }
+
     fn next_s(&self) -> u32 {
         if self.current_s == self.base_s {
             self.base_s + 1
@@ -459,20 +464,48 @@ impl Guest {
         if let Payload::Hwpoison(request) = payload {
             return self.poison(request, note);
         }
-        let Payload::Qemu { records, broadcast } = payload else {
+        let Payload::Qemu {
+            records,
+            broadcast,
+            overflow,
+        } = payload
+        else {
             return Err(GuestError::Refused {
                 what: format!("injecting via {}", payload.via()),
                 message: "this rasdrill delivers only MCE records to guests".into(),
             });
         };
-        // The planner describes one monitor line per record, in order.
+        // The planner describes one monitor line per record, in order. An overflow injection
+        // sends them back to back and forces the poll once, after the last (inject's merge):
+        // meanwhile the timer poll is put off, so that it cannot come between two of them.
+        if *overflow && self.poll.enabled {
+            self.set_interval(self.poll.hold_s(), "putting off the poll for an overflow")?;
+        }
         for (record, action) in records.iter().zip(actions) {
             let Action::Monitor { line } = action else {
                 unreachable!("the planner writes files in a guest only through mce-inject");
             };
             self.monitor(line)?;
             note(format!("sent `{line}` to QEMU's monitor"));
-            self.kick_if_polled(record, *broadcast)?;
+            if !overflow {
+                self.kick_if_polled(record, *broadcast)?;
+            }
+        }
+        if *overflow {
+            let label = |i: usize| format!("record {}", i + 1);
+            let merges = BankLedger::new(self.ready.cpus_online, self.poll.enabled)
+                .deliver(payload, label)
+                .unwrap_or_default();
+            for m in &merges {
+                note(format!(
+                    "overflow on purpose: {} landed on {} in CPU {} bank {} before the guest \
+                     consumed it; QEMU set OVER, and the guest logs one record for the two",
+                    m.record, m.onto, m.cpu, m.bank
+                ));
+            }
+            if self.poll.enabled {
+                self.kick_poll()?;
+            }
         }
         Ok(())
     }
@@ -541,7 +574,7 @@ impl Guest {
     /// An uncorrected error (or a broadcast, which is one on the other CPUs) is raised as #MC
     /// at once; only a corrected one waits for a poll, which the kick brings forward.
     fn kick_if_polled(&mut self, record: &MceRecord, broadcast: bool) -> Result<(), GuestError> {
-        let raised = record.status & UC != 0 || broadcast || record.broadcast != Broadcast::None;
+        let raised = broadcast || hmp::raises_mc(record);
         if self.poll.enabled && !raised {
             self.kick_poll()?;
         }
@@ -561,13 +594,19 @@ impl Guest {
     /// Makes the kernel poll every bank now (see [`PollKick`]). The write returns once every
     /// CPU has polled; the decoders run from a work queue a moment later.
     fn kick_poll(&mut self) -> Result<(), GuestError> {
-        let next = self.poll.next_s();
-        self.call(
+        self.set_interval(
+            self.poll.next_s(),
             "changing check_interval to poll the banks",
-            REQUEST_TIMEOUT,
-            |a, d| a.write_file(PollKick::FILE, &next.to_string(), d),
-        )?;
-        self.poll.current_s = next;
+        )
+    }
+
+    /// Writes `check_interval`: a value it does not hold polls every bank now, and restarts
+    /// the timer poll with the new interval.
+    fn set_interval(&mut self, seconds: u32, what: &str) -> Result<(), GuestError> {
+        self.call(what, REQUEST_TIMEOUT, |a, d| {
+            a.write_file(PollKick::FILE, &seconds.to_string(), d)
+        })?;
+        self.poll.current_s = seconds;
         Ok(())
     }
 

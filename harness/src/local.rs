@@ -287,6 +287,7 @@ mod tests {
                 &Payload::Qemu {
                     records: vec![],
                     broadcast: false,
+                    overflow: false,
                 },
                 Allow::default(),
             )

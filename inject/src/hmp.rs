@@ -6,6 +6,7 @@
 use crate::action::Action;
 use crate::injector::{InjectError, Injector};
 use crate::record::{Broadcast, Context, Delivery, MceRecord};
+use crate::status::UC;
 
 /// Builds QEMU `mce` lines. The guest runner delivers them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,14 +66,22 @@ pub fn command(r: &MceRecord) -> Result<String, InjectError> {
             why,
         });
     }
-    let b = match r.broadcast {
-        Broadcast::Irq | Broadcast::Nmi => "-b ",
-        Broadcast::None | Broadcast::Off => "",
-    };
+    let b = if broadcasts(r) { "-b " } else { "" };
     Ok(format!(
         "mce {b}{} {} {:#x} {:#x} {:#x} {:#x}",
         r.cpu, r.bank, r.status, r.mcgstatus, r.addr, r.misc
     ))
+}
+
+/// Whether QEMU sends `r` with `-b` (IRQBROADCAST or NMIBROADCAST).
+pub fn broadcasts(r: &MceRecord) -> bool {
+    matches!(r.broadcast, Broadcast::Irq | Broadcast::Nmi)
+}
+
+/// Whether QEMU raises #MC for `r` at once: an uncorrected record, or a broadcast (`-b` puts an
+/// uncorrected one into every other CPU). Anything else waits in its bank for the kernel's poll.
+pub fn raises_mc(r: &MceRecord) -> bool {
+    r.status & UC != 0 || broadcasts(r)
 }
 
 impl Injector for Hmp {

@@ -101,6 +101,13 @@ pub enum InjectError {
         reason: &'static str,
         needs: &'static str,
     },
+    /// A record would land on one the guest may not have consumed (see `merge`).
+    #[error(
+        "{merge}; inject them apart (one command each; in a scenario, a `wait` step between \
+         them), or ask for the overflow on purpose (--overflow; `overflow: true` on a scenario's \
+         inject step)"
+    )]
+    WouldMerge { merge: crate::merge::Merge<String> },
     #[error("the {layer} layer is given twice: give each layer once")]
     DuplicateLayer { layer: &'static str },
     #[error("memory controller mc{mc} has no {layer} layer: its layers are {layers} (the fake_inject_* files in {path})")]

@@ -16,6 +16,7 @@ pub mod hwpoison;
 pub mod injector;
 pub mod lock;
 pub mod mcelang;
+pub mod merge;
 pub mod preflight;
 pub mod record;
 pub mod request;

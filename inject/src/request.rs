@@ -20,6 +20,7 @@ use crate::hmp::Hmp;
 use crate::hwpoison::{Hwpoison, PoisonRequest};
 use crate::injector::{perform, perform_stand_in, InjectError, Injector, Outcome, PerformError};
 use crate::lock::{InjectLock, LockError};
+use crate::merge::{BankLedger, Merge};
 use crate::preflight::{self, Machine};
 use crate::record::MceRecord;
 use crate::status::{self, Vendor};
@@ -85,10 +86,13 @@ pub enum AerRequest {
 /// What is injected, with the settings of the method that delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// QEMU's `mce` monitor command, one per record; `broadcast` is its `-b`.
+    /// QEMU's `mce` monitor command, one per record; `broadcast` is its `-b`. `overflow` sends
+    /// the records back to back on purpose: one landing on a record the guest has not consumed
+    /// overflows its bank (see [`crate::merge`]), which is refused otherwise.
     Qemu {
         records: Vec<MceRecord>,
         broadcast: bool,
+        overflow: bool,
     },
     /// The kernel's mce-inject debugfs files, one injection per record.
     Debugfs {
@@ -197,7 +201,9 @@ impl Request {
             });
         }
         match &self.payload {
-            Payload::Qemu { records, broadcast } => {
+            Payload::Qemu {
+                records, broadcast, ..
+            } => {
                 let mut actions = Vec::new();
                 for r in records {
                     actions.extend(Hmp.describe(&with_broadcast(r, *broadcast))?);
@@ -332,6 +338,25 @@ impl Request {
                 out.push(problem("", error));
             }
         }
+        if let Some(g) = guest {
+            // Judged as rasdrill's runner delivers them, a poll forced after each corrected
+            // record; the naive way's stricter rule is checked with the whole scenario.
+            if let Err(m) = BankLedger::new(g.vcpus, true).deliver(&self.payload, |i| i) {
+                out.push(Problem {
+                    field: "",
+                    record: Some(m.record),
+                    error: InjectError::WouldMerge {
+                        merge: Merge {
+                            record: "this one".into(),
+                            onto: format!("record {}", m.onto + 1),
+                            cpu: m.cpu,
+                            bank: m.bank,
+                            onto_raised: m.onto_raised,
+                        },
+                    },
+                });
+            }
+        }
         out
     }
 
@@ -411,7 +436,7 @@ impl Request {
 }
 
 /// `broadcast` (QEMU's `-b`) on a record.
-fn with_broadcast(r: &MceRecord, broadcast: bool) -> MceRecord {
+pub(crate) fn with_broadcast(r: &MceRecord, broadcast: bool) -> MceRecord {
     let mut r = r.clone();
     if broadcast {
         r.broadcast = crate::record::Broadcast::Nmi;
@@ -500,6 +525,7 @@ mod tests {
         Payload::Qemu {
             records,
             broadcast: false,
+            overflow: false,
         }
     }
 
@@ -532,6 +558,7 @@ mod tests {
             payload: Payload::Qemu {
                 records: vec![record(1, 4, fatal)],
                 broadcast: true,
+                overflow: false,
             },
             place: guest(),
         };

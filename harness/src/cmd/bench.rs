@@ -357,11 +357,12 @@ fn wait_counted(
 /// The suite in this process (so its peak RSS is rasdrill's alone: QEMU is a child), then the
 /// same scenarios the naive way. Both must pass.
 fn suite(args: &SuiteArgs) -> Result<(), Failure> {
+    // Both ways run them: checked for the naive way, the stricter.
     let super::run::Loaded {
         scenarios,
         kernel,
         line_kernels,
-    } = super::run::load(&args.paths, &args.kernel)?;
+    } = super::run::load(&args.paths, &args.kernel, true)?;
     let options = |guests| -> Result<Options, Failure> {
         Ok(Options {
             golden_dir: args.golden.clone(),

@@ -358,6 +358,7 @@ fn scenario(
         StepKind::Inject(Payload::Qemu {
             records: vec![record.clone()],
             broadcast: false,
+            overflow: false,
         }),
         StepKind::Wait(Wait {
             collector: TRACE.into(),

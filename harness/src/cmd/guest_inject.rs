@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use rasdrill_inject::guard::Allow;
-use rasdrill_inject::{Payload, Request};
+use rasdrill_inject::merge;
+use rasdrill_inject::{Payload, Place, Request};
 
 use crate::cmd::kernel::KernelArgs;
 use crate::exit::{Code, Failure};
@@ -86,11 +87,17 @@ pub fn run(request: &Request, args: &GuestInject) -> Result<(), Failure> {
 /// (or for the panic).
 fn scenario(request: &Request, args: &GuestInject) -> Scenario {
     let mut kinds: Vec<StepKind> = match &request.payload {
-        Payload::Qemu { records, broadcast } => records
+        // An overflow is one step: its records go back to back (crate::guest).
+        Payload::Qemu {
+            records,
+            broadcast,
+            overflow: false,
+        } => records
             .iter()
             .map(|r| Payload::Qemu {
                 records: vec![r.clone()],
                 broadcast: *broadcast,
+                overflow: false,
             })
             .map(StepKind::Inject)
             .collect(),
@@ -115,11 +122,11 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         // An AER injection is one aer_event (the kernel reports each status bit of one
         // injection in one event); a poisoning the one memory_failure_event of memory_failure()
         // (soft offline and unpoison raise none, and their write returns once it is done); MCE
-        // records are one mce_record each.
+        // records are one mce_record each, less those an overflow merges on purpose.
         let records = match &request.payload {
             Payload::Aer(_) => 1,
             Payload::Hwpoison(req) => u32::from(req.raises_memory_failure()),
-            other => other.records().len() as u32,
+            _ => logged(request),
         };
         if records > 0 {
             kinds.push(StepKind::Wait(Wait {
@@ -138,6 +145,15 @@ fn scenario(request: &Request, args: &GuestInject) -> Scenario {
         kinds,
         compare,
     )
+}
+
+/// How many records the guest logs: one per record, less those an overflow merges on purpose
+/// (any other merge was refused when the request was planned).
+fn logged(request: &Request) -> u32 {
+    let Place::Guest(facts) = &request.place else {
+        unreachable!("inject --guest plans for a guest");
+    };
+    merge::logged(&request.payload, facts.vcpus).len() as u32
 }
 
 /// What the run shows this command: progress notes as `rasdrill: ...` lines on stderr, the

@@ -40,6 +40,8 @@ Examples:
   rasdrill inject --guest amd-f15h --via qemu --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
   # The same record through the guest's own mce-inject debugfs files:
   rasdrill inject --guest --via debugfs --cpu 0 --bank 4 --status 0x9c7d410092080813 --addr 0x12345000
+  # Two corrected errors into one bank, back to back on purpose: one record with OVER set:
+  rasdrill inject --guest --via qemu --file two.mce --overflow
   # An uncorrected error that must panic the guest (the guard is for this machine, not guests):
   rasdrill inject --guest --via qemu --bank 4 --status 'VAL UC EN PCC 0x0813' --expect-panic
   # ACPI EINJ on a lab server: a correctable memory error at a physical address (page mask):
@@ -152,6 +154,12 @@ pub struct InjectArgs {
     /// The injection should panic the guest: succeed only if it does
     #[arg(long, help_heading = "Guest")]
     pub expect_panic: bool,
+
+    /// --via qemu: send the records back to back, so that two into one bank overflow it on
+    /// purpose (QEMU sets OVER; the guest logs one record for the two). Without it, a record
+    /// that would land on one the guest may not have consumed is refused
+    #[arg(long, help_heading = "Guest")]
+    pub overflow: bool,
 }
 
 /// One MCE record given on the command line. Numbers are C style: 0x hex, 0 octal, else decimal.
@@ -383,6 +391,12 @@ pub fn run(args: InjectArgs) -> Result<(), Failure> {
 /// What the flags ask to inject, and how.
 fn payload(args: &InjectArgs) -> Result<Payload, Failure> {
     refuse_foreign_flags(args)?;
+    if args.overflow && args.via != Via::Qemu {
+        return Err(Failure::bad_input(
+            "--overflow is for --via qemu: only QEMU's mce command writes bank registers, which \
+             a second record can overflow",
+        ));
+    }
     let not_sw = || -> Result<(), Failure> {
         if args.flags != InjectionType::Sw {
             return Err(Failure::bad_input("--flags is for --via debugfs"));
@@ -399,6 +413,7 @@ fn payload(args: &InjectArgs) -> Result<Payload, Failure> {
             Ok(Payload::Qemu {
                 records: records(args)?,
                 broadcast: false,
+                overflow: args.overflow,
             })
         }
         Via::Debugfs => Ok(Payload::Debugfs {

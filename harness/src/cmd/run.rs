@@ -122,7 +122,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             },
             None => args.kernel.clone(),
         };
-        passes.push(load(&args.paths, &kernel)?);
+        passes.push(load(&args.paths, &kernel, args.naive)?);
     }
     let mut report = RunReport::default();
     for (index, (line, loaded)) in lines.iter().zip(passes).enumerate() {
@@ -197,9 +197,10 @@ pub struct Loaded {
     pub line_kernels: Vec<Kernel>,
 }
 
-/// The scenarios under `paths` (default `scenarios/`), all validated, the kernel of those
-/// that do not name one and those of the pinned lines they name, found or fetched now.
-pub fn load(paths: &[PathBuf], kernel: &KernelArgs) -> Result<Loaded, Failure> {
+/// The scenarios under `paths` (default `scenarios/`), all validated (`naive`: for the naive
+/// way too), the kernel of those that do not name one and those of the pinned lines they name,
+/// found or fetched now.
+pub fn load(paths: &[PathBuf], kernel: &KernelArgs, naive: bool) -> Result<Loaded, Failure> {
     let paths = if paths.is_empty() {
         vec![PathBuf::from(scenario::DEFAULT_DIR)]
     } else {
@@ -215,6 +216,22 @@ pub fn load(paths: &[PathBuf], kernel: &KernelArgs) -> Result<Loaded, Failure> {
             if n == 1 { "" } else { "s" }
         ))
     })?;
+    let merges = if naive {
+        scenario::merges::naive(&scenarios)
+    } else {
+        Vec::new()
+    };
+    if !merges.is_empty() {
+        for problem in &merges {
+            eprintln!("{problem}\n");
+        }
+        let n = merges.len();
+        return Err(Failure::bad_input(format!(
+            "{n} problem{} in the scenarios the naive way (a corrected error waits in its bank \
+             for the kernel's timer poll); nothing ran",
+            if n == 1 { "" } else { "s" }
+        )));
+    }
     let default = if needs_default_kernel(&scenarios) {
         Some(default_kernel(kernel)?)
     } else {

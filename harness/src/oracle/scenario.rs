@@ -3,6 +3,7 @@
 //! scenario's known findings.
 
 use rasdrill_inject::debugfs::InjectionType;
+use rasdrill_inject::merge;
 use rasdrill_inject::Vendor;
 
 use super::{account, claims, compare_known, Decoder, Delivery, Expectation, Injected, Verdict};
@@ -55,11 +56,17 @@ pub fn injected(s: &Scenario) -> Vec<Injected> {
             } => Delivery::Software,
             _ => Delivery::Hardware,
         };
-        out.extend(inject.records().iter().map(|r| Injected {
-            record: r.clone(),
-            delivery,
-            vendor,
-        }));
+        // An overflow step's merges, on purpose: what the guest logs is the merged record.
+        let vcpus = s.machine().map_or(1, |m| m.vcpus);
+        out.extend(
+            merge::logged(inject, vcpus)
+                .into_iter()
+                .map(|record| Injected {
+                    record,
+                    delivery,
+                    vendor,
+                }),
+        );
     }
     out
 }

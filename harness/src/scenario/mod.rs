@@ -16,6 +16,7 @@
 
 mod from_flags;
 mod mce_file;
+pub mod merges;
 mod parse;
 mod problem;
 mod read;

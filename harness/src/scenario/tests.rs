@@ -108,10 +108,16 @@ fn the_amd_example_loads_with_its_defaults_filled_in() {
     assert_eq!(names, ["kmsg", "trace", "rasdaemon"]);
     assert_eq!(s.compare, ["kmsg", "trace"]);
 
-    let StepKind::Inject(Payload::Qemu { records, broadcast }) = &s.steps[0].kind else {
+    let StepKind::Inject(Payload::Qemu {
+        records,
+        broadcast,
+        overflow,
+    }) = &s.steps[0].kind
+    else {
         panic!("step 0 is a QEMU injection: {:?}", s.steps[0]);
     };
     assert!(!broadcast);
+    assert!(!overflow);
     let expected = MceRecord {
         cpu: 1,
         bank: 4,
@@ -640,5 +646,101 @@ steps:
         invalid("scenarios/old.yaml", text),
         "scenarios/old.yaml:3:43: machine.kernel_line: `5.10` is not a pinned kernel line \
          (\"6.1\", \"6.12\")"
+    );
+}
+
+/// Two QEMU steps into CPU 0 bank 4: an uncorrected error (which a `fake_panic` guest survives),
+/// then `second`, with `between` steps in between.
+fn two_into_one_bank(between: &str, second: &str) -> String {
+    format!(
+        "name: two\ndescription: d\nmachine: {{profile: amd-f15h}}\nsetup: {{fake_panic: true}}\n\
+         collectors: [trace]\nsteps:\n  \
+         - inject: {{via: qemu, bank: 4, status: 0xbc00000000000813}}\n{between}  \
+         - inject: {{via: qemu, bank: 4, status: 0x9c7d410092080813{second}}}\n"
+    )
+}
+
+#[test]
+fn a_record_landing_on_an_unconsumed_one_is_refused_unless_it_overflows_on_purpose() {
+    assert_eq!(
+        invalid("s/two.yaml", &two_into_one_bank("  - sleep_ms: 10\n", "")),
+        "s/two.yaml:9:5: steps[2].inject: the record of steps[0] (line 7) may still be in CPU 0 \
+         bank 4 (it raised #MC, and nothing confirms that the guest has handled it): QEMU would \
+         merge the record of steps[2] (line 9) into it, one record with OVER set; put them in \
+         separate steps with a `wait` step between (e.g. `wait: {collector: trace, records: 1}`, \
+         for what the guest logged), or say `overflow: true` on this step to overflow the bank \
+         on purpose"
+    );
+    let waited = "  - wait: {collector: trace, records: 1}\n";
+    from_str(Path::new("w.yaml"), &two_into_one_bank(waited, "")).unwrap();
+    let s = from_str(
+        Path::new("o.yaml"),
+        &two_into_one_bank("", ", overflow: true"),
+    )
+    .unwrap();
+    let StepKind::Inject(Payload::Qemu { overflow, .. }) = &s.steps[1].kind else {
+        panic!("step 1 is a QEMU injection");
+    };
+    assert!(overflow);
+    // A corrected error in rasdrill's guests is polled at once: no wait needed after one.
+    let two_ce = AMD_DRAM_CE.replace(
+        "  - wait: {collector: kmsg",
+        "  - inject: {via: qemu, cpu: 1, bank: 4, status: 0x9c7d410092080813}\n  \
+         - wait: {collector: kmsg",
+    );
+    let s = from_str(Path::new("ce.yaml"), &two_ce).unwrap();
+    assert_eq!(merges::find(&s.file, &s.steps, 2, true), vec![]);
+    // The naive way leaves it to the timer poll: refused there.
+    let naive = merges::naive(std::slice::from_ref(&s));
+    assert_eq!(naive.len(), 1);
+    assert_eq!(naive[0].field, "steps[1].inject");
+    assert!(
+        naive[0].message.starts_with(
+            "the record of steps[0] (line 14) may still be in CPU 1 bank 4 (a corrected error \
+             stays in its bank until the kernel polls"
+        ),
+        "{}",
+        naive[0].message
+    );
+    assert!(invalid(
+        "d.yaml",
+        &AMD_DRAM_CE.replace("addr: 0x12345000", "addr: 0x12345000\n      overflow: yes")
+    )
+    .contains("steps[0].inject.overflow: "));
+}
+
+#[test]
+fn overflow_is_for_qemu_only() {
+    let text = AMD_DRAM_CE.replace("via: qemu", "via: debugfs\n      overflow: true");
+    let e = invalid("d.yaml", &text);
+    assert!(
+        e.contains("steps[0].inject.overflow: does not apply to via: debugfs (mce-inject hands"),
+        "{e}"
+    );
+}
+
+#[test]
+fn records_of_one_file_landing_on_each_other_point_at_the_record() {
+    let dir = dir_with(&[
+        (
+            "s/ue.yaml",
+            "name: ue\ndescription: d\nmachine: {profile: amd-f15h}\nsteps:\n  \
+             - inject: {via: qemu, file: two.mce}\n",
+        ),
+        (
+            "s/two.mce",
+            "CPU 0 BANK 4\nSTATUS UNCORRECTED 0x0813\n\nCPU 0 BANK 4\nSTATUS CORRECTED 0x0813\n",
+        ),
+    ]);
+    let e = rendered(
+        &load_file(&dir.path().join("s/ue.yaml")).unwrap_err(),
+        dir.path(),
+    );
+    assert!(
+        e.starts_with(
+            "s/two.mce:4:1: steps[0].inject.file (record 2 of 2): record 1 may still \
+             be in CPU 0 bank 4 (it raised #MC"
+        ),
+        "{e}"
     );
 }

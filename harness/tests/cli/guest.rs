@@ -689,3 +689,95 @@ fn a_correctable_aer_error_through_the_guests_aer_inject_is_reported_for_the_end
         "{stdout}"
     );
 }
+
+/// Two corrected DRAM ECC errors on CPU 0 bank 4 at different addresses, as an mce-inject file
+/// in the run's directory.
+fn two_corrected_errors_in_one_bank(run: &GuestRun) -> String {
+    let path = run.tmp.path().join("two.mce");
+    fs::write(
+        &path,
+        "CPU 0 BANK 4\nSTATUS 0x9c7d410092080813\nADDR 0x12345000\n\n\
+         CPU 0 BANK 4\nSTATUS 0x9c7d410092080813\nADDR 0x12346000\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn two_corrected_errors_into_one_bank_give_two_records() {
+    let run = GuestRun::new();
+    let file = two_corrected_errors_in_one_bank(&run);
+    let out = run.inject(&["--via", "qemu", "--file", &file]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", stdout, text(&out.stderr));
+    let records = mce_record_lines(&stdout);
+    assert_eq!(records.len(), 2, "{stdout}");
+    for (record, addr) in records.iter().zip(["12345000", "12346000"]) {
+        // Not merged: no OVER (0xdc7d...), each with its own address.
+        assert!(record.contains("MC4: 9c7d410092080813"), "{record}");
+        assert!(
+            record.contains(&format!("ADDR/MISC/SYND: 00000000{addr}/")),
+            "{record}"
+        );
+    }
+}
+
+#[test]
+fn an_overflow_asked_for_gives_one_record_with_over_and_says_so() {
+    let run = GuestRun::new();
+    let file = two_corrected_errors_in_one_bank(&run);
+    let out = run.inject(&["--via", "qemu", "--file", &file, "--overflow"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "overflow on purpose: record 2 landed on record 1 in CPU 0 bank 4 before the guest \
+             consumed it; QEMU set OVER, and the guest logs one record for the two"
+        ),
+        "{stderr}"
+    );
+    let records = mce_record_lines(&stdout);
+    assert_eq!(records.len(), 1, "{stdout}");
+    // OVER (bit 62) on the second record, whose address QEMU kept.
+    assert!(
+        records[0].contains("MC4: dc7d410092080813"),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[0].contains("ADDR/MISC/SYND: 0000000012346000/"),
+        "{}",
+        records[0]
+    );
+    assert!(stdout.contains("MC4_STATUS[Over|CE|"), "{stdout}");
+}
+
+#[test]
+fn a_record_onto_an_unconsumed_uncorrected_one_is_refused_before_booting() {
+    let run = GuestRun::new();
+    let path = run.tmp.path().join("ue-ce.mce");
+    fs::write(
+        &path,
+        "CPU 0 BANK 4\nSTATUS UNCORRECTED 0x0813\n\nCPU 0 BANK 4\nSTATUS CORRECTED 0x0813\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let expected = "error: record 2: record 1 may still be in CPU 0 bank 4 (it raised #MC, and \
+                    nothing confirms that the guest has handled it): QEMU would merge this one \
+                    into it, one record with OVER set; inject them apart (one command each; in \
+                    a scenario, a `wait` step between them), or ask for the overflow on purpose \
+                    (--overflow; `overflow: true` on a scenario's inject step)";
+    // The dry run and the real run agree, and neither boots.
+    for dry in [&["--dry-run"][..], &[]] {
+        let out = run.inject(&[&["--via", "qemu", "--file", &file], dry].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stderr).trim(), expected);
+    }
+    let out = run.inject(&["--via", "qemu", "--file", &file, "--overflow", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "monitor mce 0 4 0xb000000000000813 0x0 0x0 0x0\n\
+         monitor mce 0 4 0x9000000000000813 0x0 0x0 0x0\n"
+    );
+}

@@ -43,6 +43,7 @@ fn inject_through_qemu(guest: &mut Guest, record: MceRecord) {
     let payload = Payload::Qemu {
         records: vec![record],
         broadcast: false,
+        overflow: false,
     };
     let request = rasdrill_inject::Request {
         payload: payload.clone(),

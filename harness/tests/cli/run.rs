@@ -529,10 +529,7 @@ fn a_module_the_kernel_lacks_is_refused_before_any_guest_boots() {
          steps:\n  - sleep_ms: 1\n",
     )
     .unwrap();
-    // The shipped scenarios come first in the run: none of them may start.
-    let out = ws.run(&["scenarios"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
-    let stderr = text(&out.stderr);
+    let stderr = refused_before_any_boot(&ws, &["scenarios"]);
     assert!(
         stderr.contains(
             "scenarios/zz-no-module.yaml: the scenario needs module `edac_mce_amdd`, which kernel \
@@ -544,7 +541,70 @@ fn a_module_the_kernel_lacks_is_refused_before_any_guest_boots() {
         stderr.contains("1 module is missing from the guest kernel; nothing ran"),
         "{stderr}"
     );
+}
+
+/// `rasdrill run ARGS`, which must refuse (exit 2) before any scenario starts: the shipped
+/// scenarios come first in the run, and none of them may start. Its standard error.
+fn refused_before_any_boot(ws: &Workspace, args: &[&str]) -> String {
+    let out = ws.run(args, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = text(&out.stderr);
     assert!(!stderr.contains("[1/"), "nothing started: {stderr}");
+    stderr
+}
+
+#[test]
+fn two_qemu_steps_into_one_bank_without_a_wait_are_refused_before_any_guest_boots() {
+    let ws = Workspace::new();
+    let scenario = |name: &str, first: &str| {
+        format!(
+            "name: {name}\ndescription: d\nmachine: {{profile: amd-f15h}}\ncollectors: [kmsg]\n\
+             steps:\n  - inject: {{via: qemu, bank: 4, status: {first}}}\n  \
+             - inject: {{via: qemu, bank: 4, status: 0x9c7d410092080813}}\n  \
+             - wait: {{collector: kmsg, line: 'DRAM ECC', timeout_s: 10}}\n"
+        )
+    };
+    fs::write(
+        ws.path("scenarios/zz-ue-then-ce.yaml"),
+        scenario("zz-ue-then-ce", "0xb400000000000813"),
+    )
+    .unwrap();
+    let stderr = refused_before_any_boot(&ws, &["scenarios"]);
+    assert!(
+        stderr.contains(
+            "scenarios/zz-ue-then-ce.yaml:7:5: steps[1].inject: the record of steps[0] (line 6) \
+             may still be in CPU 0 bank 4 (it raised #MC, and nothing confirms that the guest \
+             has handled it): QEMU would merge the record of steps[1] (line 7) into it, one \
+             record with OVER set; put them in separate steps with a `wait` step between"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`overflow: true` on this step to overflow the bank on purpose"),
+        "{stderr}"
+    );
+
+    // Two corrected errors are polled one by one, except the naive way, which leaves them to
+    // the timer poll.
+    fs::remove_file(ws.path("scenarios/zz-ue-then-ce.yaml")).unwrap();
+    fs::write(
+        ws.path("scenarios/zz-two-ce.yaml"),
+        scenario("zz-two-ce", "0x9c7d410092080813"),
+    )
+    .unwrap();
+    let stderr = refused_before_any_boot(&ws, &["scenarios", "--naive"]);
+    assert!(
+        stderr.contains(
+            "scenarios/zz-two-ce.yaml:7:5: steps[1].inject: the record of steps[0] (line 6) may \
+             still be in CPU 0 bank 4 (a corrected error stays in its bank until the kernel \
+             polls, and no poll is forced between the two)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 problem in the scenarios the naive way"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ const INJECT_KEYS: &[&str] = &[
     "mcgstatus",
     "flags",
     "broadcast",
+    "overflow",
     "mc",
     "section",
     "word",
@@ -60,6 +61,7 @@ fn keys(via: Via) -> &'static [&'static str] {
             "misc",
             "mcgstatus",
             "broadcast",
+            "overflow",
         ],
         Via::Debugfs => &[
             "via", "file", "cpu", "bank", "status", "addr", "misc", "synd", "ipid", "flags",
@@ -106,6 +108,10 @@ fn why_not(via: Via, key: &str) -> &'static str {
             "mce-inject's debugfs directory has no mcgstatus file; the kernel sets it"
         }
         (Via::Debugfs, "broadcast") => "only QEMU's mce command broadcasts (-b)",
+        (Via::Debugfs, "overflow") => {
+            "mce-inject hands each record to the kernel whole; only QEMU's mce command writes \
+             bank registers, which a second record can overflow"
+        }
         (Via::Edac, _) => "via: edac injects DRAM accesses, not MCE records",
         (Via::Einj | Via::Hwpoison | Via::Aer, _) => "it belongs to another via",
         _ => "it belongs to another via (edac, einj, hwpoison or aer)",
@@ -156,20 +162,27 @@ pub(super) fn inject(node: &Node, path: &str, ctx: &Ctx, p: &mut Problems) -> Op
         Via::Edac => (edac(&mut f, p).map(Payload::Edac), Source::Inline),
         Via::Qemu | Via::Debugfs => {
             let records = records(&mut f, ctx, p);
-            let broadcast = match f.take("broadcast") {
-                Some(n) => boolean(n, &f.child("broadcast"), p),
+            let mut flag = |key: &str, f: &mut Fields| match f.take(key) {
+                Some(n) => boolean(n, &f.child(key), p),
                 None => Some(false),
             };
+            let broadcast = flag("broadcast", &mut f);
+            let overflow = flag("overflow", &mut f);
             let flags_choices = InjectionType::ALL.map(|t| (t.as_str(), t));
             let flags = match f.take("flags") {
                 Some(n) => one_of(n, &f.child("flags"), &flags_choices, p),
                 None => Some(InjectionType::Sw),
             };
-            match (via, records, broadcast, flags) {
-                (Via::Qemu, Some((records, source)), Some(broadcast), _) => {
-                    (Some(Payload::Qemu { records, broadcast }), source)
-                }
-                (Via::Debugfs, Some((records, source)), _, Some(flags)) => {
+            match (via, records, broadcast, overflow, flags) {
+                (Via::Qemu, Some((records, source)), Some(broadcast), Some(overflow), _) => (
+                    Some(Payload::Qemu {
+                        records,
+                        broadcast,
+                        overflow,
+                    }),
+                    source,
+                ),
+                (Via::Debugfs, Some((records, source)), _, _, Some(flags)) => {
                     (Some(Payload::Debugfs { records, flags }), source)
                 }
                 _ => (None, Source::Inline),

@@ -156,6 +156,12 @@ pub(crate) fn scenario(file: &Path, text: &str) -> Result<Scenario, Vec<Problem>
         Some(n) => steps(n, &ctx, &mut p),
         None => None,
     };
+    // Across steps, as rasdrill's runner delivers them; `--naive` checks again (cmd::run).
+    if let (Some(steps), Some(Place::Guest(facts))) = (&steps, &ctx.place) {
+        for problem in super::merges::find(file, steps, facts.vcpus, true) {
+            p.add(problem.loc, &problem.field, problem.message);
+        }
+    }
     let compare = match top.take("compare") {
         Some(n) => compare(n, &ctx.collectors, &mut p),
         None => Some(ctx.collectors.clone()),
